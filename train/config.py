@@ -1,0 +1,200 @@
+"""The training configuration: one dataclass, YAML files and ``--key=value`` overrides.
+
+Precedence, lowest first: the dataclass defaults, the YAML file, the command
+line. Unknown keys, wrong types and impossible values are rejected with a
+one-line message; the resolved config is written next to every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from negstance.model.errors import NegstanceError
+from negstance.model.modeling import DEFAULT_BACKBONE
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. YAML files list only what differs."""
+
+    # Data and model
+    data_path: str = "data/seed_sentences.jsonl"
+    output_dir: str = "runs/default"
+    model_name_or_path: str = DEFAULT_BACKBONE  # resolved to the copy shipped on PyPI
+    head: str = "mean"  # "mean": mean-pooled head (what MiniLM was trained for); "cls": stock
+    max_length: int = 128  # news sentences here are <= 70 tokens; longer ones are truncated
+    exclude_ambiguous: bool = False  # drop sentences the annotators marked ambiguous
+    validation_docs: list[str] = field(default_factory=list)  # documents held out per epoch
+
+    # Optimisation
+    num_train_epochs: int = 10
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    classifier_dropout: float = 0.1
+    class_weighting: str = "none"  # "balanced": weight the loss by inverse label frequency
+    head_init: str = "random"  # "linear_probe": start the head from logistic regression (LP-FT)
+
+    # Run
+    seed: int = 42
+    mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else no
+    show_progress: bool = True
+
+    def validate(self) -> TrainConfig:
+        """Reject values no run could use; returns ``self`` for chaining."""
+        positive = (
+            "num_train_epochs",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "max_length",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise NegstanceError(
+                    f"config: {name} must be at least 1, got {getattr(self, name)}"
+                )
+        if not self.learning_rate > 0:
+            raise NegstanceError(
+                f"config: learning_rate must be positive, got {self.learning_rate}"
+            )
+        for name in ("warmup_ratio", "classifier_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise NegstanceError(f"config: {name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise NegstanceError(f"config: {name} must not be negative")
+        choices = {
+            "head": ("mean", "cls"),
+            "class_weighting": ("none", "balanced"),
+            "head_init": ("random", "linear_probe"),
+            "mixed_precision": ("auto", "no", "bf16", "fp16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise NegstanceError(
+                    f"config: {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any, expected: Any, source: str) -> Any:
+    """Check ``value`` against the field's type; accept the few safe conversions."""
+    origin = typing.get_origin(expected)
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        (item_type,) = typing.get_args(expected)
+        if isinstance(value, str):  # --validation_docs=a,b
+            value = [item for item in value.split(",") if item]
+        if isinstance(value, list) and all(isinstance(item, item_type) for item in value):
+            return list(value)
+    elif origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            if option is type(None) and value is None:
+                return None
+            if option is not type(None):
+                try:
+                    return _coerce(name, value, option, source)
+                except NegstanceError:
+                    continue
+    type_name = getattr(expected, "__name__", str(expected))
+    raise NegstanceError(
+        f"{source}: {name} must be {type_name}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _apply(values: dict[str, Any], updates: dict[str, Any], source: str) -> None:
+    types_by_name = _field_types()
+    for name, value in updates.items():
+        if name not in types_by_name:
+            known = ", ".join(sorted(types_by_name))
+            raise NegstanceError(f"{source}: unknown key {name!r} (known keys: {known})")
+        values[name] = _coerce(name, value, types_by_name[name], source)
+
+
+def read_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    location = Path(path)
+    if not location.is_file():
+        raise NegstanceError(f"config file not found: {location}")
+    try:
+        loaded = yaml.safe_load(location.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise NegstanceError(f"{location}{where}: not valid YAML") from None
+    except UnicodeDecodeError:
+        raise NegstanceError(f"{location}: not UTF-8 text") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise NegstanceError(f"{location}: expected a mapping of config keys")
+    return loaded
+
+
+def parse_overrides(arguments: Sequence[str]) -> dict[str, Any]:
+    """``["--learning_rate=3e-5", "--head=cls"]`` → ``{"learning_rate": 3e-5, "head": "cls"}``."""
+    overrides: dict[str, Any] = {}
+    for argument in arguments:
+        if not argument.startswith("--") or "=" not in argument:
+            raise NegstanceError(f"expected --key=value, got {argument!r}")
+        key, raw = argument[2:].split("=", 1)
+        try:
+            overrides[key] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            overrides[key] = raw
+    return overrides
+
+
+def load_config(
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] | dict[str, Any] = (),
+) -> TrainConfig:
+    """Defaults, then the YAML file, then overrides; validated.
+
+    Example:
+        >>> load_config(None, ["--learning_rate=3e-5"]).learning_rate
+        3e-05
+    """
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        _apply(values, read_yaml_config(config_path), str(config_path))
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    _apply(values, overrides, "command line")
+    return TrainConfig(**values).validate()

@@ -1,0 +1,312 @@
+"""The training loop: one ``Accelerator``, the same code on CPU, one GPU or many.
+
+Read top to bottom: data → model → optimiser → ``accelerator.prepare`` → epochs
+of ``backward``/``step`` → metrics through ``gather_for_metrics`` → the main
+process saves ``unwrap_model(model)`` with its config, metrics, log and card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+)
+
+from negstance.model.errors import NegstanceError
+from negstance.model.modeling import LABELS, build_model, save_checkpoint
+from negstance.train.config import TrainConfig
+from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
+from negstance.train.metrics import classification_metrics
+
+
+@dataclass
+class TrainResult:
+    """The trained model (unwrapped), its tokenizer, the metrics and where it was saved."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    metrics: dict[str, Any] = field(default_factory=dict)
+    output_dir: Path | None = None
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """``auto``: bf16 on a GPU that supports it; on CPU full precision (exact and, on
+    CPUs without native bf16, faster)."""
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def tokenize(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    """Token ids per sentence (no padding: batches are padded to their longest)."""
+    encoded = dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=[name for name in dataset.column_names if name != "label"],
+    )
+    return encoded.rename_column("label", "labels")
+
+
+def make_loader(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset.with_format("torch"),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+    )
+
+
+def class_weights(labels: list[int], scheme: str) -> torch.Tensor | None:
+    """``balanced``: n_samples / (n_classes * count), as scikit-learn defines it."""
+    if scheme == "none":
+        return None
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (len(LABELS) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@torch.no_grad()
+def init_head_from_linear_probe(
+    model: PreTrainedModel, loader: DataLoader, weighting: str, seed: int
+) -> None:
+    """LP-FT: fit logistic regression on frozen sentence vectors, start the head from it.
+
+    Fine-tuning then starts from a head that already separates the classes, so the
+    first gradients refine the encoder instead of wrecking it (Kumar et al., 2022).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if not hasattr(model, "embed"):
+        raise NegstanceError("head_init=linear_probe needs head=mean")
+    model.eval()
+    features, targets = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        features.append(model.embed(**batch).float().cpu().numpy())
+        targets.append(labels.numpy())
+    probe = LogisticRegression(
+        max_iter=2000,
+        class_weight="balanced" if weighting == "balanced" else None,
+        random_state=seed,
+    ).fit(np.concatenate(features), np.concatenate(targets))
+    weight = np.zeros((len(LABELS), probe.coef_.shape[1]), dtype=np.float32)
+    bias = np.zeros(len(LABELS), dtype=np.float32)
+    weight[probe.classes_] = probe.coef_ if len(probe.classes_) > 2 else 0.0
+    bias[probe.classes_] = probe.intercept_ if len(probe.classes_) > 2 else 0.0
+    model.classifier.weight.copy_(torch.from_numpy(weight))
+    model.classifier.bias.copy_(torch.from_numpy(bias))
+
+
+def evaluate_loader(
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator
+) -> dict[str, Any]:
+    """Metrics over a (possibly sharded) loader, gathered across processes."""
+    model.eval()
+    predictions, references = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            gathered_logits, gathered_labels = accelerator.gather_for_metrics((logits, labels))
+            predictions.append(gathered_logits.argmax(dim=-1).cpu())
+            references.append(gathered_labels.cpu())
+    return classification_metrics(torch.cat(references).tolist(), torch.cat(predictions).tolist())
+
+
+def train(
+    config: TrainConfig,
+    train_dataset: Dataset | None = None,
+    eval_dataset: Dataset | None = None,
+    save: bool = True,
+) -> TrainResult:
+    """Fine-tune a classifier as ``config`` says; save it to ``config.output_dir``.
+
+    Without datasets, the seed set at ``config.data_path`` is loaded and the
+    ``validation_docs`` (if any) are held out for per-epoch validation.
+
+    Example:
+        >>> result = train(load_config("configs/default.yaml"))  # doctest: +SKIP
+        >>> result.output_dir  # doctest: +SKIP
+        PosixPath('runs/default')
+    """
+    config.validate()
+    started = time.perf_counter()
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    set_seed(config.seed)
+    log_lines: list[str] = []
+
+    def log(message: str) -> None:
+        log_lines.append(message)
+        if accelerator.is_main_process and config.show_progress:
+            tqdm.write(message)
+
+    if train_dataset is None:
+        full = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
+        if config.validation_docs:
+            train_dataset, eval_dataset = split_by_documents(full, config.validation_docs)
+        else:
+            train_dataset = full
+    check_trainable(train_dataset)
+    if eval_dataset is not None and len(eval_dataset) == 0:
+        raise NegstanceError("validation split is empty")
+
+    model, tokenizer = build_model(
+        config.model_name_or_path, head=config.head, classifier_dropout=config.classifier_dropout
+    )
+    train_tokens = tokenize(train_dataset, tokenizer, config.max_length)
+    train_loader = make_loader(
+        train_tokens, tokenizer, config.per_device_train_batch_size, True, config.seed
+    )
+    eval_loader = None
+    if eval_dataset is not None:
+        eval_loader = make_loader(
+            tokenize(eval_dataset, tokenizer, config.max_length),
+            tokenizer,
+            config.per_device_eval_batch_size,
+            False,
+            config.seed,
+        )
+    if config.head_init == "linear_probe":
+        probe_loader = make_loader(
+            train_tokens, tokenizer, config.per_device_eval_batch_size, False, config.seed
+        )
+        init_head_from_linear_probe(model, probe_loader, config.class_weighting, config.seed)
+
+    # No weight decay on biases and LayerNorm weights, as in BERT's recipe.
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    parameters = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    updates_per_epoch = math.ceil(
+        math.ceil(len(train_loader) / accelerator.num_processes)
+        / config.gradient_accumulation_steps
+    )
+    total_updates = updates_per_epoch * config.num_train_epochs
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(config.warmup_ratio * total_updates), total_updates
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, scheduler
+    )
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+    weights = class_weights(list(train_dataset["label"]), config.class_weighting)
+    loss_function = torch.nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(accelerator.device)
+    )
+
+    log(
+        f"training on {len(train_dataset)} sentences, {accelerator.num_processes} process(es), "
+        f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
+    )
+    history: list[dict[str, Any]] = []
+    progress = tqdm(
+        total=total_updates,
+        desc="train",
+        disable=not (accelerator.is_main_process and config.show_progress),
+        dynamic_ncols=True,
+    )
+    for epoch in range(1, config.num_train_epochs + 1):
+        model.train()
+        epoch_loss, batches = 0.0, 0
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                labels = batch.pop("labels")
+                loss = loss_function(model(**batch).logits.float(), labels)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                progress.update(1)
+            epoch_loss += loss.item()
+            batches += 1
+            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": epoch_loss / max(batches, 1)}
+        if eval_loader is not None:
+            validation = evaluate_loader(model, eval_loader, accelerator)
+            record.update(
+                {f"validation_{key}": validation[key] for key in ("accuracy", "macro_f1", "f_avg")}
+            )
+        history.append(record)
+        log(
+            " ".join(
+                f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+                for key, value in record.items()
+            )
+        )
+    progress.close()
+
+    metrics: dict[str, Any] = {
+        "train_sentences": len(train_dataset),
+        "epochs": history,
+        "final_train_loss": history[-1]["train_loss"],
+        "num_processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    if eval_loader is not None:
+        metrics["validation"] = evaluate_loader(model, eval_loader, accelerator)
+        metrics["validation_sentences"] = len(eval_dataset)
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    result = TrainResult(unwrapped, tokenizer, metrics)
+    if save and accelerator.is_main_process:
+        from negstance.train.model_card import render_model_card
+
+        log(f"saved checkpoint to {config.output_dir}")
+        result.output_dir = save_checkpoint(
+            unwrapped,
+            tokenizer,
+            config.output_dir,
+            extra_files={
+                "config.yaml": config.to_yaml(),
+                "metrics.json": json.dumps(metrics, indent=2) + "\n",
+                "train.log": "\n".join(log_lines) + "\n",
+                "README.md": render_model_card(config, metrics, train_dataset),
+            },
+        )
+    accelerator.wait_for_everyone()
+    return result
