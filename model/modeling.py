@@ -306,7 +306,8 @@ class StanceClassifier:
         >>> classifier = StanceClassifier.from_pretrained("runs/default")  # doctest: +SKIP
         >>> classifier.predict("Putin is ready for talks without preconditions.")  # doctest: +SKIP
         'favor'
-        >>> classifier.predict_proba(["Talks are doomed.", "Oil prices fell."]).shape  # doctest: +SKIP
+        >>> texts = ["Talks are doomed.", "Oil prices fell."]
+        >>> classifier.predict_proba(texts).shape  # doctest: +SKIP
         (2, 3)
     """
 

@@ -103,7 +103,10 @@ def _prediction_fields(labels: list[str], probabilities: np.ndarray | None) -> d
     return {
         "label": labels[best],
         "score": round(float(probabilities[best]), 6),
-        **{f"prob_{label}": round(float(p), 6) for label, p in zip(labels, probabilities)},
+        **{
+            f"prob_{label}": round(float(p), 6)
+            for label, p in zip(labels, probabilities, strict=True)
+        },
     }
 
 
@@ -180,7 +183,7 @@ def predict_file(
             probabilities, truncated = _classify_texts(
                 classifier, [items[index][2] for index in wanted], batch_size, accelerator
             )
-            by_item = dict(zip(wanted, probabilities))
+            by_item = dict(zip(wanted, probabilities, strict=True))
             summary.truncated += truncated
             summary.classified += len(wanted)
             summary.empty += len(items) - len(wanted)

@@ -24,7 +24,10 @@ __all__ = ["sentence_spans", "split_sentences"]
 
 # Words that end with a full stop yet rarely end a sentence in news copy.
 _ABBREVIATIONS = frozenset(
-    ["mr", "mrs", "ms", "dr", "prof", "gen", "col", "lt", "sgt", "capt", "gov", "sen", "rep", "st", "jr", "sr", "vs", "etc", "no", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "corp", "ltd", "co"]
+    (
+        "mr mrs ms dr prof gen col lt sgt capt gov sen rep st jr sr vs etc no "
+        "jan feb mar apr jun jul aug sep sept oct nov dec inc corp ltd co"
+    ).split()
 )
 
 # A candidate boundary: terminal punctuation, optional closing quotes/brackets,

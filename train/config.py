@@ -85,8 +85,9 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
+                value = getattr(self, name)
                 raise NegstanceError(
-                    f"config: {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                    f"config: {name} must be one of {', '.join(allowed)}, not {value!r}"
                 )
         return self
 

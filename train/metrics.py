@@ -31,7 +31,7 @@ def classification_metrics(references: Sequence[int], predictions: Sequence[int]
         "f_avg": float((f1[0] + f1[1]) / 2),
         "per_label": {
             label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for label, p, r, f, s in zip(LABELS, precision, recall, f1, support)
+            for label, p, r, f, s in zip(LABELS, precision, recall, f1, support, strict=True)
         },
         "confusion_matrix": confusion_matrix(references, predictions, labels=LABEL_IDS).tolist(),
     }
