@@ -1,0 +1,34 @@
+"""The README's first lines are the set-up commands; CI must run the same test command."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "```bash", "the README must open with the two set-up commands"
+    closing = lines.index("```", 1)
+    return lines[1:closing]
+
+
+def test_readme_opens_with_two_commands_main_job_then_tests():
+    main_job, tests = readme_commands()
+    assert "pip install torch==2.13.0" in main_job
+    assert "scripts/train.py --config configs/default.yaml" in main_job
+    assert "scripts/predict.py" in main_job
+    assert "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    _, tests = readme_commands()
+    test_command = tests.split("&&")[-1].strip()
+    ci_script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert test_command in ci_script
+
+
+def test_readme_paths_exist():
+    main_job, _ = readme_commands()
+    for path in ("configs/default.yaml", "data/sample.txt", "scripts/train.py", "scripts/predict.py"):
+        assert path in main_job
+        assert (REPO / path).exists(), path
