@@ -87,7 +87,9 @@ def predict_parser() -> ArgumentParser:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "int8"],
-        help="auto: bf16 where the hardware runs it natively, else fp32",
+        help="auto (default): bf16 where the hardware runs it natively (CUDA, CPUs with "
+        "AVX-512 BF16 or AMX), else fp32; int8: dynamic quantisation, CPU only, fastest, "
+        "slightly less exact",
     )
     parser.add_argument(
         "--documents",
@@ -106,15 +108,28 @@ def predict_parser() -> ArgumentParser:
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """``predict.py --model DIR --input FILE --output FILE [options]``."""
     args = predict_parser().parse_args(argv)
+    from negstance.model.io import check_input_file, check_output_path
+
+    # Path mistakes are reported before the model spends seconds loading.
+    check_input_file(args.input)
+    check_output_path(args.output, overwrite=args.overwrite, resume=args.resume)
     from negstance.model.modeling import StanceClassifier
     from negstance.model.predict import predict_file
 
     accelerator = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
 
         # Launched by `accelerate launch`: one process per device, each its shard.
-        accelerator = PartialState()
+        # PartialState reads no ACCELERATE_USE_CPU: without cpu=True a CPU-only
+        # launch would leave every process thinking it is alone.
+        use_cpu = (
+            parse_flag_from_env("ACCELERATE_USE_CPU")
+            or args.device == "cpu"
+            or not _cuda_available()
+        )
+        accelerator = PartialState(cpu=use_cpu)
         device = accelerator.device if args.device == "auto" else args.device
     else:
         device = args.device
@@ -137,5 +152,14 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         show_progress=not args.no_progress,
     )
     if accelerator is None or accelerator.is_main_process:
-        print(f"wrote {summary.output}: {summary.describe()}")
+        where = f"{classifier.precision} on {classifier.device}"
+        if accelerator is not None:
+            where += f" x {accelerator.num_processes} processes"
+        print(f"wrote {summary.output}: {summary.describe()} ({where})")
     return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

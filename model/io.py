@@ -9,7 +9,9 @@ never leaves a half-written output and can be resumed.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -45,12 +47,22 @@ def file_format(path: str | os.PathLike[str], allowed: tuple[str, ...]) -> str:
 
 
 def check_input_file(path: str | os.PathLike[str]) -> Path:
+    """The input as a ``Path``, or a ``NegstanceError`` saying why it cannot be read."""
     location = Path(path)
     if not location.exists():
         raise NegstanceError(f"input file not found: {location}")
     if location.is_dir():
         raise NegstanceError(f"input is a directory, not a file: {location}")
     return location
+
+
+def check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise NegstanceError(
+            f"unknown encoding {encoding!r} (try utf-8, utf-8-sig, latin-1 or cp1252)"
+        ) from None
 
 
 def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -62,14 +74,17 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     with handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
-                yield line_number, raw.decode(encoding)
-            except UnicodeDecodeError:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as error:
                 raise NegstanceError(
-                    f"{path}, line {line_number}: not valid {encoding} text "
-                    "(pass --encoding to read it in another encoding)"
+                    f"{path}, line {line_number}: not valid {encoding} text (byte "
+                    f"{raw[error.start]:#04x}); pass --encoding, e.g. --encoding latin-1"
                 ) from None
-            except LookupError:
-                raise NegstanceError(f"unknown encoding {encoding!r}") from None
+            # Spreadsheet programs start UTF-8 files with a byte-order mark, which
+            # would otherwise become part of the first CSV column name.
+            if line_number == 1:
+                line = line.removeprefix("\ufeff")
+            yield line_number, line
 
 
 def read_records(
@@ -85,11 +100,18 @@ def read_records(
       ``text_field`` holds the text and the other fields are carried along.
     * ``.csv``: a header row naming ``text_field``; other columns are carried.
 
-    Raises ``NegstanceError`` naming the line for anything malformed, and for a
-    file with no non-blank text at all.
+    A missing or empty file, an unknown encoding and anything wrong before the
+    first non-blank text are reported at once, when this is called, so callers
+    fail before writing anything. Later problems raise while iterating. Every
+    message is one line naming the file and, where there is one, the line.
+
+    Example:
+        >>> [record.text for record in read_records("news.txt")]  # doctest: +SKIP
+        ['Talks resumed.', '', 'Oil prices fell.']
     """
     location = check_input_file(path)
     kind = file_format(location, INPUT_FORMATS)
+    check_encoding(encoding)
     lines = _decoded_lines(location, encoding)
     if kind == "txt":
         records = _txt_records(lines)
@@ -97,12 +119,12 @@ def read_records(
         records = _jsonl_records(lines, location, text_field)
     else:
         records = _csv_records(lines, location, text_field)
-    seen_text = False
+    leading: list[Record] = []
     for record in records:
-        seen_text = seen_text or bool(record.text.strip())
-        yield record
-    if not seen_text:
-        raise NegstanceError(f"{location}: no text to read (the file is empty or blank)")
+        leading.append(record)
+        if record.text.strip():
+            return itertools.chain(leading, records)
+    raise NegstanceError(f"{location}: no text to read (the file is empty or blank)")
 
 
 def _txt_records(lines: Iterable[tuple[int, str]]) -> Iterator[Record]:
@@ -117,10 +139,11 @@ def _jsonl_records(
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as error:
+            problem = error.msg.removesuffix(" at")
             raise NegstanceError(
-                f"{path}, line {line_number}: invalid JSON ({error.msg})"
+                f"{path}, line {line_number}: invalid JSON ({problem} at column {error.pos + 1})"
             ) from None
         if not isinstance(value, dict):
             raise NegstanceError(f"{path}, line {line_number}: expected a JSON object")
@@ -171,13 +194,72 @@ def _csv_records(lines: Iterable[tuple[int, str]], path: Path, text_field: str) 
 # --------------------------------------------------------------------------- #
 # Output
 # --------------------------------------------------------------------------- #
+def check_output_path(
+    path: str | os.PathLike[str], overwrite: bool = False, resume: bool = False
+) -> Path:
+    """Refuse an output file that cannot be written, or that would replace work.
+
+    An existing output needs ``overwrite``; the ``.partial`` of an interrupted
+    run needs ``resume`` (continue it) or ``overwrite`` (start over).
+
+    Example:
+        >>> check_output_path("stance.jsonl")  # doctest: +SKIP
+        PosixPath('stance.jsonl')
+    """
+    target = Path(path)
+    file_format(target, OUTPUT_FORMATS)
+    if target.is_dir():
+        raise NegstanceError(f"output path is a directory: {target}")
+    if target.exists() and not overwrite:
+        raise NegstanceError(f"output exists: {target} (pass --overwrite to replace it)")
+    check_writable_directory(target.parent, f"cannot write {target}")
+    partial = partial_path(target)
+    if resume and not partial.exists():
+        raise NegstanceError(
+            f"nothing to resume: no {partial.name} beside {target} (run without --resume)"
+        )
+    if partial.exists() and not (resume or overwrite):
+        raise NegstanceError(
+            f"an interrupted run left {partial}: pass --resume to continue it "
+            "or --overwrite to start over"
+        )
+    return target
+
+
+def check_writable_directory(directory: Path, context: str, create: bool = False) -> None:
+    """``directory`` is (or, with ``create``, can become) a writable directory."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NegstanceError(f"{context}: {existing} is a file, not a directory")
+    if existing != directory and not create:
+        raise NegstanceError(f"{context}: directory {directory} does not exist (create it first)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NegstanceError(f"{context}: directory {existing} is not writable")
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where an output is written until it is complete."""
+    target = Path(path)
+    return target.with_name(target.name + ".partial")
+
+
 class OutputWriter:
     """Write rows to ``<output>.partial``; rename to ``<output>`` on ``commit()``.
 
     After every ``checkpoint()`` a ``<output>.partial.progress`` file records how
     many rows and bytes are safely on disk. ``resume=True`` truncates the partial
     file to that point and reports the row count, so the caller skips exactly
-    those input rows: no duplicates, no gaps.
+    those input rows: no duplicates, no gaps. Nothing is created on disk before
+    the first row, so a run that fails on bad input leaves nothing behind.
+
+    Example:
+        >>> writer = OutputWriter("stance.jsonl")  # doctest: +SKIP
+        >>> writer.write({"text": "Talks resumed.", "label": "favor"})  # doctest: +SKIP
+        >>> writer.checkpoint(rows_done=1)  # doctest: +SKIP
+        >>> writer.commit()  # doctest: +SKIP
+        PosixPath('stance.jsonl')
     """
 
     def __init__(
@@ -187,73 +269,82 @@ class OutputWriter:
         overwrite: bool = False,
         resume: bool = False,
     ) -> None:
-        self.path = Path(path)
+        self.path = check_output_path(path, overwrite=overwrite, resume=resume)
         self.format = file_format(self.path, OUTPUT_FORMATS)
         self.columns = columns
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.partial = partial_path(self.path)
         self.progress = self.path.with_name(self.path.name + ".partial.progress")
-        if self.path.is_dir():
-            raise NegstanceError(f"output path is a directory: {self.path}")
-        if self.path.exists() and not overwrite:
-            raise NegstanceError(f"output exists: {self.path} (pass --overwrite to replace it)")
-        directory = self.path.parent
-        if not directory.is_dir():
-            raise NegstanceError(f"output directory does not exist: {directory}")
-        if not os.access(directory, os.W_OK):
-            raise NegstanceError(f"output directory is not writable: {directory}")
         self.rows_done = 0
-        bytes_done = 0
-        if resume and self.partial.exists() and self.progress.exists():
-            self.rows_done, bytes_done = self._read_progress()
-        elif resume:
-            raise NegstanceError(f"nothing to resume: no {self.partial.name} beside {self.path}")
-        self._handle: TextIO = self.partial.open(
-            "a+" if self.rows_done else "w", encoding="utf-8", newline=""
-        )
-        if self.rows_done:
-            self._handle.truncate(bytes_done)
-            self._handle.seek(bytes_done)
+        self._bytes_done = 0
+        if resume and self.progress.exists():
+            self.rows_done, self._bytes_done = self._read_progress()
+        self._resume = resume
+        self._handle: TextIO | None = None
         self._csv: Any = None
 
     def _read_progress(self) -> tuple[int, int]:
         try:
             state = json.loads(self.progress.read_text(encoding="utf-8"))
-            return int(state["rows"]), int(state["bytes"])
+            rows, size = int(state["rows"]), int(state["bytes"])
         except (ValueError, KeyError, TypeError):
-            raise NegstanceError(f"cannot resume: {self.progress} is damaged") from None
+            raise NegstanceError(
+                f"cannot resume: {self.progress} is damaged (pass --overwrite to start over)"
+            ) from None
+        if size > self.partial.stat().st_size:
+            raise NegstanceError(
+                f"cannot resume: {self.partial} is shorter than {self.progress} records "
+                "(pass --overwrite to start over)"
+            )
+        return rows, size
+
+    def _open(self) -> TextIO:
+        if self._handle is None:
+            if self._resume:
+                # Bytes after the last checkpoint belong to rows that will be redone.
+                self._handle = self.partial.open("r+", encoding="utf-8", newline="")
+                self._handle.truncate(self._bytes_done)
+                self._handle.seek(self._bytes_done)
+            else:
+                self.progress.unlink(missing_ok=True)  # it described an older partial file
+                self._handle = self.partial.open("w", encoding="utf-8", newline="")
+        return self._handle
 
     def write(self, row: dict[str, Any]) -> None:
+        handle = self._open()
         if self.format == "jsonl":
-            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             return
         if self._csv is None:
             self.columns = self.columns or list(row)
-            self._csv = csv.DictWriter(self._handle, fieldnames=self.columns, extrasaction="ignore")
-            if self._handle.tell() == 0:
+            self._csv = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            if handle.tell() == 0:
                 self._csv.writeheader()
         self._csv.writerow({key: _csv_value(value) for key, value in row.items()})
 
     def checkpoint(self, rows_done: int) -> None:
         """Record that the first ``rows_done`` rows are durably written."""
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        handle = self._open()
+        handle.flush()
+        os.fsync(handle.fileno())
         self.rows_done = rows_done
-        state = json.dumps({"rows": rows_done, "bytes": self._handle.tell()})
+        state = json.dumps({"rows": rows_done, "bytes": handle.tell()})
         temporary = self.progress.with_name(self.progress.name + ".tmp")
         temporary.write_text(state, encoding="utf-8")
         os.replace(temporary, self.progress)
 
     def commit(self) -> Path:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        """Rename the finished ``.partial`` into place; returns the output path."""
+        handle = self._open()
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
         os.replace(self.partial, self.path)
         self.progress.unlink(missing_ok=True)
         return self.path
 
     def close(self) -> None:
         """Stop without committing: the partial file stays for ``--resume``."""
-        if not self._handle.closed:
+        if self._handle is not None and not self._handle.closed:
             self._handle.close()
 
 

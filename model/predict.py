@@ -5,14 +5,16 @@ classifier sorts by length (little padding); rows are written back in input
 order as each chunk finishes, so memory stays flat however large the file.
 
 Under ``accelerate launch`` every process reads the same chunk, classifies its
-own contiguous slice of it, and the main process gathers the slices in rank
-order and writes them: the output is the same as a single-process run.
+own contiguous slice of it, and the slices are all-gathered as one tensor (no
+pickling between processes); the main process writes them in rank order, so the
+output is the same as a single-process run.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from negstance.model.errors import NegstanceError
 from negstance.model.io import OutputWriter, Record, read_records
 from negstance.model.modeling import StanceClassifier
 from negstance.model.text import split_sentences
@@ -37,6 +41,7 @@ class PredictionSummary:
     truncated: int = 0
     resumed_from: int = 0
     documents: int = 0
+    seconds: float = 0.0
     label_counts: Counter[str] = field(default_factory=Counter)
     output: Path | None = None
 
@@ -51,15 +56,18 @@ class PredictionSummary:
             parts.append(f"{self.truncated} texts truncated to the model's maximum length")
         if self.resumed_from:
             parts.append(f"resumed after row {self.resumed_from}")
+        if self.seconds > 0 and self.classified:
+            parts.append(f"{self.classified / self.seconds:.0f} sentences/s")
         return "; ".join(parts)
 
 
 class _SingleProcess:
-    """The few ``Accelerator`` members used here, for runs without accelerate."""
+    """The few ``PartialState`` members used here, for runs without accelerate."""
 
     num_processes = 1
     process_index = 0
     is_main_process = True
+    device = torch.device("cpu")
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -67,9 +75,28 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+def count_records(path: str | os.PathLike[str]) -> int:
+    """Records in an input file, counted from its line breaks, for the progress bar's ETA.
+
+    Exact for ``.txt`` (every line is a record); for ``.csv`` the header is not
+    counted, and quoted multi-line fields or blank ``.jsonl`` lines make it an
+    upper bound. Reads bytes in blocks, so a multi-GB file costs seconds, not memory.
+
+    Example:
+        >>> count_records("news.txt")  # doctest: +SKIP
+        10000
+    """
+    location = Path(path)
+    lines, last_byte = 0, b"\n"
+    with location.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            lines += block.count(b"\n")
+            last_byte = block[-1:]
+    if last_byte != b"\n":
+        lines += 1  # a last line without a line break is a record too
+    if location.suffix.lower() in (".csv", ".tsv"):
+        lines -= 1
+    return max(lines, 0)
 
 
 def _shard_bounds(length: int, processes: int, index: int) -> tuple[int, int]:
@@ -81,19 +108,30 @@ def _classify_texts(
     classifier: StanceClassifier, texts: list[str], batch_size: int, accelerator: Any
 ) -> tuple[np.ndarray, int]:
     """Probabilities for ``texts`` (non-empty), split over the processes and gathered back."""
-    start, end = _shard_bounds(len(texts), accelerator.num_processes, accelerator.process_index)
+    processes = accelerator.num_processes
+    if processes == 1:
+        return classifier.probabilities_and_truncation(texts, batch_size=batch_size)
+    if not texts:  # every process sees the same chunk, so all of them skip together
+        return np.zeros((0, len(classifier.labels)), dtype=np.float32), 0
+    from accelerate.utils import gather
+
+    start, end = _shard_bounds(len(texts), processes, accelerator.process_index)
     probabilities, truncated = classifier.probabilities_and_truncation(
         texts[start:end], batch_size=batch_size
     )
-    if accelerator.num_processes == 1:
-        return probabilities, truncated
-    from accelerate.utils import gather_object
-
-    # gather_object returns the per-process lists concatenated in rank order,
-    # which is input order because each rank holds a contiguous slice.
-    gathered = gather_object([(probabilities, truncated)])
-    merged = np.concatenate([part for part, _ in gathered]) if gathered else probabilities
-    return merged, sum(count for _, count in gathered)
+    # Equal-sized slots make it one tensor all-gather; the bounds of every
+    # slice are known everywhere, so the padding rows are simply dropped.
+    per_process = -(-len(texts) // processes)
+    slot = torch.zeros((per_process, probabilities.shape[1]), dtype=torch.float32)
+    slot[: end - start] = torch.from_numpy(probabilities)
+    gathered = gather(slot.to(accelerator.device)).cpu().numpy()
+    counts = gather(torch.tensor([truncated], device=accelerator.device)).cpu()
+    parts = []
+    for rank in range(processes):
+        rank_start, rank_end = _shard_bounds(len(texts), processes, rank)
+        offset = rank * per_process
+        parts.append(gathered[offset : offset + rank_end - rank_start])
+    return np.concatenate(parts), int(counts.sum())
 
 
 def _prediction_fields(labels: list[str], probabilities: np.ndarray | None) -> dict[str, Any]:
@@ -110,8 +148,30 @@ def _prediction_fields(labels: list[str], probabilities: np.ndarray | None) -> d
     }
 
 
+def output_columns(labels: list[str], documents: bool) -> list[str]:
+    """The columns ``predict_file`` adds to every row (the input's own fields come first)."""
+    prediction = ["label", "score", *(f"prob_{label}" for label in labels)]
+    if not documents:
+        return prediction
+    summary = [
+        "sentences",
+        *(f"count_{label}" for label in labels),
+        *(f"share_{label}" for label in labels),
+    ]
+    return ["kind", "doc_row", "sentence_index", *prediction, *summary]
+
+
+def _carried_fields(fields: dict[str, Any], reserved: set[str]) -> dict[str, Any]:
+    """The input's other fields, renamed ``input_<name>`` where an output column has the name.
+
+    An input that already has a ``label`` (gold labels, say) keeps it as
+    ``input_label`` instead of having it overwritten by the prediction.
+    """
+    return {(f"input_{key}" if key in reserved else key): value for key, value in fields.items()}
+
+
 def _sentence_rows(
-    chunk: list[Record], text_field: str, documents: bool, first_row: int
+    chunk: list[Record], documents: bool, first_row: int
 ) -> list[tuple[int, Record, str, int | None]]:
     """``(row_number, record, text, sentence_index)`` for each thing to classify."""
     rows = []
@@ -141,34 +201,47 @@ def predict_file(
 ) -> PredictionSummary:
     """Classify every record of ``input_path`` and write ``output_path`` in input order.
 
-    Sentence mode (default): one output row per input row, with the text, ``label``,
-    ``score`` and ``prob_<label>`` columns; empty rows get empty predictions.
-    ``documents=True``: every record is a whole article; it is split into
-    sentences, and each sentence gets a row (``doc_row``, ``sentence_index``),
-    followed by a per-document summary row (``kind: "document"``) with counts,
-    shares and the overall stance.
+    Sentence mode (default): one output row per input row, with the input's
+    fields, the text, ``label``, ``score`` and ``prob_<label>`` columns; empty
+    rows get empty predictions. ``documents=True``: every record is a whole
+    article; it is split into sentences, and each sentence gets a row
+    (``kind: "sentence"``, ``doc_row``, ``sentence_index``), followed by a
+    per-document summary row (``kind: "document"``) with counts, shares and the
+    overall stance. An input field that has the name of an output column (a
+    gold ``label``, say) is kept as ``input_<name>``.
+
+    Memory is bounded by ``chunk_size``, not by the file. ``accelerator`` is an
+    ``accelerate.PartialState`` when run under ``accelerate launch``: each
+    process classifies its share and the main process writes.
 
     Example:
-        >>> summary = predict_file(classifier, "news.txt", "stance.jsonl")  # doctest: +SKIP
+        >>> classifier = StanceClassifier.from_pretrained("runs/default")  # doctest: +SKIP
+        >>> predict_file(classifier, "news.txt", "stance.jsonl").describe()  # doctest: +SKIP
+        '3 rows; 2 classified (favor 1, none 1); 1 empty rows left unlabelled; 41 sentences/s'
     """
     accelerator = accelerator or _SingleProcess()
     labels = classifier.labels
+    reserved = {text_field, *output_columns(labels, documents)}
     summary = PredictionSummary()
-    writer = None
-    if accelerator.is_main_process:
-        writer = OutputWriter(output_path, overwrite=overwrite, resume=resume)
+    # Input problems are found before any output exists (read_records checks eagerly).
+    records = read_records(input_path, text_field=text_field, encoding=encoding)
+    writer = _open_writer(output_path, overwrite, resume, accelerator)
+    if writer is not None:
         summary.resumed_from = writer.rows_done
     skip = _broadcast_int(summary.resumed_from, accelerator)
-    records = read_records(input_path, text_field=text_field, encoding=encoding)
-    total = _count_lines(Path(input_path)) if show_progress else None
+    if skip < 0:
+        raise NegstanceError("the main process could not open the output (see its error)")
+    summary.resumed_from = skip
+    visible = show_progress and accelerator.is_main_process
     progress = tqdm(
-        total=total,
+        total=count_records(input_path) if visible else None,
         initial=skip,
-        unit=" rows",
+        unit=" documents" if documents else " sentences",
         desc="predict",
-        disable=not (show_progress and accelerator.is_main_process),
+        disable=not visible,
         dynamic_ncols=True,
     )
+    started = time.perf_counter()
     try:
         rows_done = 0
         for chunk in _chunks(records, chunk_size):
@@ -178,7 +251,7 @@ def predict_file(
             if rows_done < skip:
                 chunk = chunk[skip - rows_done :]
                 rows_done = skip
-            items = _sentence_rows(chunk, text_field, documents, rows_done)
+            items = _sentence_rows(chunk, documents, rows_done)
             wanted = [index for index, item in enumerate(items) if item[2].strip()]
             probabilities, truncated = _classify_texts(
                 classifier, [items[index][2] for index in wanted], batch_size, accelerator
@@ -187,14 +260,32 @@ def predict_file(
             summary.truncated += truncated
             summary.classified += len(wanted)
             summary.empty += len(items) - len(wanted)
-            summary.rows = rows_done
             if writer is not None:
-                _write_chunk(writer, chunk, items, by_item, labels, text_field, documents, summary)
+                if writer.format == "csv" and writer.columns is None:
+                    # A CSV header is fixed by its first row; in documents mode the
+                    # summary rows have columns the sentence rows lack.
+                    writer.columns = _csv_columns(chunk[0], text_field, labels, documents, reserved)
+                _write_chunk(
+                    writer,
+                    chunk,
+                    rows_done,
+                    items,
+                    by_item,
+                    labels,
+                    text_field,
+                    documents,
+                    reserved,
+                    summary,
+                )
             rows_done += len(chunk)
             summary.rows = rows_done
             if writer is not None:
                 writer.checkpoint(rows_done)
             progress.update(len(chunk))
+            if documents:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.set_postfix_str(f"{summary.classified / elapsed:.0f} sentences/s")
+        summary.seconds = time.perf_counter() - started
         if writer is not None:
             summary.output = writer.commit()
     finally:
@@ -204,28 +295,56 @@ def predict_file(
     return summary
 
 
+def _open_writer(
+    output_path: str | os.PathLike[str], overwrite: bool, resume: bool, accelerator: Any
+) -> OutputWriter | None:
+    """The main process's writer; the others learn of a failure through the broadcast."""
+    if not accelerator.is_main_process:
+        return None
+    try:
+        return OutputWriter(output_path, overwrite=overwrite, resume=resume)
+    except NegstanceError:
+        # Without this the other processes would wait in the broadcast forever.
+        _broadcast_int(-1, accelerator)
+        raise
+
+
+def _csv_columns(
+    first: Record, text_field: str, labels: list[str], documents: bool, reserved: set[str]
+) -> list[str]:
+    carried = list(_carried_fields(first.fields, reserved))
+    if not documents:
+        return [*carried, text_field, *output_columns(labels, documents=False)]
+    kind, doc_row, sentence_index, *rest = output_columns(labels, documents=True)
+    return [kind, doc_row, sentence_index, *carried, text_field, *rest]
+
+
 def _write_chunk(
     writer: OutputWriter,
     chunk: list[Record],
+    first_row: int,
     items: list[tuple[int, Record, str, int | None]],
     by_item: dict[int, np.ndarray],
     labels: list[str],
     text_field: str,
     documents: bool,
+    reserved: set[str],
     summary: PredictionSummary,
 ) -> None:
     if not documents:
         for index, (_, record, text, _) in enumerate(items):
             prediction = _prediction_fields(labels, by_item.get(index))
-            summary.label_counts[prediction["label"] or "(empty)"] += 1
-            writer.write({**record.fields, text_field: text, **prediction})
+            if prediction["label"] is not None:
+                summary.label_counts[prediction["label"]] += 1
+            carried = _carried_fields(record.fields, reserved)
+            writer.write({**carried, text_field: text, **prediction})
         return
     sentences_of: dict[int, list[int]] = {}
     for index, item in enumerate(items):
         sentences_of.setdefault(item[0], []).append(index)
-    first_row = summary.rows
     for offset, record in enumerate(chunk):
         document_row = first_row + offset
+        carried = _carried_fields(record.fields, reserved)
         document_counts: Counter[str] = Counter()
         for index in sentences_of.get(document_row, []):
             _, _, text, sentence_index = items[index]
@@ -238,7 +357,7 @@ def _write_chunk(
                     "kind": "sentence",
                     "doc_row": document_row,
                     "sentence_index": sentence_index,
-                    **record.fields,
+                    **carried,
                     text_field: text,
                     **prediction,
                 }
@@ -247,7 +366,7 @@ def _write_chunk(
             {
                 "kind": "document",
                 "doc_row": document_row,
-                **record.fields,
+                **carried,
                 **document_stance(document_counts, labels),
             }
         )
@@ -260,6 +379,10 @@ def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
     The overall stance is the more frequent of ``favor`` and ``against`` among
     the sentences that take a side (``none`` sentences carry no stance); a tie,
     or no stance-taking sentence at all, is ``none``.
+
+    Example:
+        >>> document_stance(Counter(favor=2, none=5), ["favor", "against", "none"])["label"]
+        'favor'
     """
     total = sum(counts.values())
     favor, against = counts.get("favor", 0), counts.get("against", 0)
@@ -276,8 +399,9 @@ def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
 
 
 def _broadcast_int(value: int, accelerator: Any) -> int:
+    """The main process's ``value`` on every process (a tensor broadcast, no pickling)."""
     if accelerator.num_processes == 1:
         return value
-    from accelerate.utils import broadcast_object_list
+    from accelerate.utils import broadcast
 
-    return int(broadcast_object_list([value])[0])
+    return int(broadcast(torch.tensor([value], device=accelerator.device)).item())

@@ -29,6 +29,11 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_paths_exist():
     main_job, _ = readme_commands()
-    for path in ("configs/default.yaml", "data/sample.txt", "scripts/train.py", "scripts/predict.py"):
+    for path in (
+        "configs/default.yaml",
+        "data/sample.txt",
+        "scripts/train.py",
+        "scripts/predict.py",
+    ):
         assert path in main_job
         assert (REPO / path).exists(), path

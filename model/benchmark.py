@@ -1,0 +1,426 @@
+"""Inference throughput of ``StanceClassifier`` against the plain transformers pipeline.
+
+``scripts/bench_inference.py`` is the command line; everything it measures is
+here. All methods classify the same news-like sentences with the same
+checkpoint; each is warmed up, then timed over the whole set in several rounds
+(methods interleaved, so a burst of load from another process hits them all
+alike), and the median round is reported with the spread.
+
+Compute utilisation is an estimate: useful FLOPs (from the real, unpadded token
+counts) divided by the time, over the peak of this machine taken as the
+GFLOP/s of a large fp32 matrix product measured here and now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from negstance.model.modeling import (
+    DEFAULT_BACKBONE,
+    ID2LABEL,
+    LABEL2ID,
+    NegstanceBertConfig,
+    NegstanceBertForSequenceClassification,
+    StanceClassifier,
+    build_model,
+    cpu_supports_bf16,
+    load_checkpoint,
+    resolve_model_path,
+    save_checkpoint,
+)
+
+# Joins that news prose uses between two clauses; the second sentence is lower-cased.
+_CLAUSE_JOINS = (", and ", ", while ", "; ", ", but ", ", as ")
+
+
+def news_like_sentences(seed_texts: Sequence[str], count: int, seed: int = 0) -> list[str]:
+    """``count`` sentences recombined from ``seed_texts``, with news-like lengths.
+
+    Seven in ten are a seed sentence as it is, two in ten join two of them into
+    one long sentence (the long tail of real news), one in ten is a
+    headline-like fragment of six to twelve words. Deterministic for a ``seed``.
+
+    Example:
+        >>> len(news_like_sentences(["Talks resumed.", "Kyiv refused."], 5))
+        5
+    """
+    texts = [text.strip() for text in seed_texts if text.strip()]
+    if not texts:
+        raise ValueError("news_like_sentences needs at least one non-blank seed text")
+    generator = random.Random(seed)
+    sentences = []
+    for _ in range(count):
+        draw = generator.random()
+        first = generator.choice(texts)
+        if draw < 0.2:
+            second = generator.choice(texts)
+            joined = first.rstrip(".!?") + generator.choice(_CLAUSE_JOINS)
+            sentences.append(joined + second[:1].lower() + second[1:])
+        elif draw < 0.3:
+            words = first.split()
+            sentences.append(" ".join(words[: generator.randint(6, 12)]))
+        else:
+            sentences.append(first)
+    return sentences
+
+
+def build_tiny_checkpoint(directory: str | os.PathLike[str]) -> Path:
+    """A tiny random negstance checkpoint (hidden 32, 2 layers) with MiniLM's tokenizer.
+
+    For smoke runs: measures the machinery, not realistic speed.
+    """
+    from transformers import AutoTokenizer, BertConfig
+
+    torch.manual_seed(0)
+    backbone = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    config = NegstanceBertConfig(
+        **backbone.to_dict() | {"num_labels": 3, "id2label": ID2LABEL, "label2id": LABEL2ID}
+    )
+    model = NegstanceBertForSequenceClassification(config).eval()
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(DEFAULT_BACKBONE), trust_remote_code=False
+    )
+    return save_checkpoint(model, tokenizer, directory)
+
+
+def build_untrained_checkpoint(directory: str | os.PathLike[str]) -> Path:
+    """The packaged MiniLM with a fresh random head: the real network's cost, no training."""
+    torch.manual_seed(0)
+    model, tokenizer = build_model(DEFAULT_BACKBONE)
+    return save_checkpoint(model, tokenizer, directory)
+
+
+def peak_matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
+    """GFLOP/s of the best of ``repeats`` ``size``x``size`` fp32 matrix products here.
+
+    Stands in for the machine's peak: vendor peaks assume clocks and
+    instructions a shared machine rarely gives.
+    """
+    left, right = torch.randn(size, size), torch.randn(size, size)
+    with torch.inference_mode():
+        left @ right  # first call pays for thread start-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            left @ right
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def useful_flops(model: torch.nn.Module, token_counts: Sequence[int]) -> float:
+    """FLOPs a transformer encoder needs for sentences of ``token_counts`` tokens, no padding.
+
+    ``2 x (non-embedding parameters) x tokens`` for the matrix products, plus
+    ``4 x layers x hidden x tokens^2`` for attention scores and their weighted sum.
+    """
+    config = model.config
+    non_embedding = sum(
+        parameter.numel()
+        for name, parameter in model.named_parameters()
+        if "embeddings" not in name
+    )
+    tokens = np.asarray(token_counts, dtype=np.float64)
+    attention = 4 * config.num_hidden_layers * config.hidden_size * np.square(tokens)
+    return float(2 * non_embedding * tokens.sum() + attention.sum())
+
+
+@dataclass
+class BenchRow:
+    """One method's measurements; ``sentences_per_second`` is the median round."""
+
+    method: str
+    precision: str
+    sentences: int
+    round_seconds: list[float]
+    sentences_per_second: float = 0.0
+    spread: tuple[float, float] = (0.0, 0.0)
+    ratio_to_pipeline: float | None = None
+    agreement_with_fp32: float | None = None
+    max_probability_difference: float | None = None
+    gflops_per_second: float = 0.0
+    utilisation: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class BenchReport:
+    """Everything ``run_benchmark`` measured, ready for JSON or markdown."""
+
+    model: str
+    device: str
+    threads: int
+    cpu: str
+    cpu_capability: str
+    native_bf16: bool
+    peak_gflops: float
+    sentences: int
+    tokens_mean: float
+    tokens_p50: float
+    tokens_p95: float
+    tokens_max: int
+    batch_size: int
+    repeats: int
+    rows: list[BenchRow] = field(default_factory=list)
+    command: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def to_markdown(self) -> str:
+        """The results table plus one paragraph on what was measured and how."""
+        lines = [
+            "| method | precision | sentences/s (median, min–max) | × pipeline "
+            "| label agreement with fp32 | compute utilisation |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            low, high = row.spread
+            ratio = "—" if row.ratio_to_pipeline is None else f"{row.ratio_to_pipeline:.2f}×"
+            agreement = "—" if row.agreement_with_fp32 is None else f"{row.agreement_with_fp32:.2%}"
+            note = f" ({row.note})" if row.note else ""
+            lines.append(
+                f"| {row.method}{note} | {row.precision} | {row.sentences_per_second:.0f} "
+                f"({low:.0f}–{high:.0f}) | {ratio} | {agreement} | {row.utilisation:.1%} |"
+            )
+        lines += [
+            "",
+            f"{self.sentences} news-like sentences (tokens: mean {self.tokens_mean:.1f}, "
+            f"median {self.tokens_p50:.0f}, p95 {self.tokens_p95:.0f}, max {self.tokens_max}); "
+            f"model `{self.model}`; device {self.device}, {self.threads} threads "
+            f"({self.cpu}, {self.cpu_capability}, native bf16: "
+            f"{'yes' if self.native_bf16 else 'no'}); batch size {self.batch_size}; "
+            f"median of {self.repeats} timed rounds after a warm-up. Compute utilisation = "
+            "useful FLOPs (2 × non-embedding parameters × tokens + attention, unpadded) "
+            f"per second over {self.peak_gflops:.0f} GFLOP/s, the best fp32 2048×2048 matrix "
+            "product measured on this machine before and after the rounds with the same "
+            "threads (an estimate of its peak, not the vendor's; int8 arithmetic can pass it).",
+        ]
+        if self.command:
+            lines += ["", f"Command: `{self.command}`"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Method:
+    name: str
+    precision: str
+    sentences: int
+    run: Callable[[list[str]], Any]
+    note: str = ""
+
+
+def _pipeline_method(
+    model_dir: str | os.PathLike[str], device: torch.device, batch_size: int, count: int
+) -> _Method:
+    from transformers import pipeline
+
+    classify = pipeline(
+        "text-classification", model=str(model_dir), device=device, batch_size=batch_size
+    )
+    return _Method(
+        "transformers pipeline",
+        "fp32",
+        count,
+        lambda texts: [output["label"] for output in classify(texts, batch_size=batch_size)],
+    )
+
+
+def _classifier_method(
+    classifier: StanceClassifier, precision: str, batch_size: int, count: int, note: str = ""
+) -> _Method:
+    return _Method(
+        "negstance",
+        precision,
+        count,
+        lambda texts: classifier.predict_proba(texts, batch_size=batch_size),
+        note,
+    )
+
+
+def _predict_file_method(
+    classifier: StanceClassifier, scratch: Path, batch_size: int, count: int
+) -> _Method:
+    from negstance.model.predict import predict_file
+
+    def run(texts: list[str]) -> None:
+        source = scratch / f"sentences-{len(texts)}.txt"
+        if not source.exists():
+            source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        predict_file(
+            classifier,
+            source,
+            scratch / "predictions.jsonl",
+            batch_size=batch_size,
+            overwrite=True,
+            show_progress=False,
+        )
+
+    return _Method(
+        "negstance predict_file, end to end", "auto", count, run, f"auto → {classifier.precision}"
+    )
+
+
+def _timed_rounds(
+    methods: list[_Method], texts: list[str], repeats: int, log: Callable[[str], None]
+) -> tuple[list[list[float]], list[Any]]:
+    """Seconds per round and the last output of every method, warm-up first."""
+    log(f"warming up {len(methods)} methods ...")
+    for method in methods:
+        method.run(texts[: min(64, len(texts))])
+    seconds: list[list[float]] = [[] for _ in methods]
+    outputs: list[Any] = [None for _ in methods]
+    for round_number in range(repeats):
+        # Rotating the order spreads slow spells of a shared machine over all methods.
+        shift = round_number % len(methods)
+        for index in [*range(shift, len(methods)), *range(shift)]:
+            method = methods[index]
+            start = time.perf_counter()
+            outputs[index] = method.run(texts[: method.sentences])
+            seconds[index].append(time.perf_counter() - start)
+            log(
+                f"round {round_number + 1}/{repeats}: {method.name} [{method.precision}] "
+                f"{method.sentences / seconds[index][-1]:.1f} sentences/s"
+            )
+    return seconds, outputs
+
+
+def run_benchmark(
+    model_dir: str | os.PathLike[str],
+    texts: list[str],
+    *,
+    precisions: Sequence[str] = ("fp32", "bf16", "int8", "auto"),
+    batch_size: int = 32,
+    repeats: int = 3,
+    device: str = "cpu",
+    emulated_bf16_sentences: int = 128,
+    include_predict_file: bool = True,
+    log: Callable[[str], None] = print,
+) -> BenchReport:
+    """Time the pipeline and ``StanceClassifier`` at each precision on the same ``texts``.
+
+    bf16 on a CPU without native bf16 runs in a slow emulation; it is then
+    timed on only the first ``emulated_bf16_sentences`` texts (the row says so).
+    ``include_predict_file`` adds an end-to-end row: ``predict_file`` on a .txt
+    of the texts, reading, classifying and writing JSON lines (precision auto).
+
+    Example:
+        >>> report = run_benchmark("runs/default", ["Talks resumed."] * 64)  # doctest: +SKIP
+        >>> print(report.to_markdown())  # doctest: +SKIP
+    """
+    model, tokenizer = load_checkpoint(model_dir)
+    reference = StanceClassifier(model, tokenizer, device=device, precision="fp32")
+    token_counts = [
+        min(len(ids), reference.max_length)
+        for ids in tokenizer(texts, truncation=False)["input_ids"]
+    ]
+    log("measuring this machine's fp32 matrix-product peak ...")
+    peak_before = peak_matmul_gflops()
+
+    methods = [_pipeline_method(model_dir, reference.device, batch_size, len(texts))]
+    for precision in precisions:
+        classifier = (
+            reference
+            if precision == "fp32"
+            else StanceClassifier(*load_checkpoint(model_dir), device=device, precision=precision)
+        )
+        count, note = len(texts), ""
+        emulated = classifier.device.type == "cpu" and not cpu_supports_bf16()
+        if classifier.precision == "bf16" and emulated:
+            count = min(count, emulated_bf16_sentences)
+            note = f"emulated bf16 on this CPU: first {count} sentences"
+        if precision == "auto":
+            note = f"auto → {classifier.precision}"
+        methods.append(_classifier_method(classifier, precision, batch_size, count, note))
+    if "fp32" not in precisions:
+        methods.append(_classifier_method(reference, "fp32", batch_size, len(texts)))
+    with tempfile.TemporaryDirectory(prefix="negstance-bench-") as scratch:
+        if include_predict_file:
+            end_to_end = StanceClassifier(
+                *load_checkpoint(model_dir), device=device, precision="auto"
+            )
+            methods.append(_predict_file_method(end_to_end, Path(scratch), batch_size, len(texts)))
+        seconds, outputs = _timed_rounds(methods, texts, repeats, log)
+    # Measured again afterwards: on a shared machine one reading can catch a busy spell.
+    peak = max(peak_before, peak_matmul_gflops())
+
+    reference_index = next(
+        index
+        for index, method in enumerate(methods)
+        if (method.name, method.precision) == ("negstance", "fp32")
+    )
+    reference_probabilities = outputs[reference_index]
+    reference_labels = [reference.id2label[int(i)] for i in reference_probabilities.argmax(axis=1)]
+    rows = []
+    for method, method_seconds, output in zip(methods, seconds, outputs, strict=True):
+        median_seconds = statistics.median(method_seconds)
+        rates = [method.sentences / value for value in method_seconds]
+        row = BenchRow(
+            method=method.name,
+            precision=method.precision,
+            sentences=method.sentences,
+            round_seconds=[round(value, 4) for value in method_seconds],
+            sentences_per_second=method.sentences / median_seconds,
+            spread=(min(rates), max(rates)),
+            gflops_per_second=useful_flops(model, token_counts[: method.sentences])
+            / median_seconds
+            / 1e9,
+            note=method.note,
+        )
+        row.utilisation = row.gflops_per_second / peak
+        labels = output
+        if isinstance(output, np.ndarray):
+            labels = [reference.id2label[int(i)] for i in output.argmax(axis=1)]
+            row.max_probability_difference = float(
+                np.abs(output - reference_probabilities[: method.sentences]).max()
+            )
+        if labels is not None:
+            row.agreement_with_fp32 = float(
+                np.mean([a == b for a, b in zip(labels, reference_labels, strict=False)])
+            )
+        rows.append(row)
+    pipeline_rate = rows[0].sentences_per_second
+    for row in rows:
+        row.ratio_to_pipeline = row.sentences_per_second / pipeline_rate
+    return BenchReport(
+        model=str(model_dir),
+        device=str(reference.device),
+        threads=torch.get_num_threads(),
+        cpu=_cpu_name(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        native_bf16=cpu_supports_bf16(),
+        peak_gflops=peak,
+        sentences=len(texts),
+        tokens_mean=float(np.mean(token_counts)),
+        tokens_p50=float(np.median(token_counts)),
+        tokens_p95=float(np.percentile(token_counts, 95)),
+        tokens_max=int(max(token_counts)),
+        batch_size=batch_size,
+        repeats=repeats,
+        rows=rows,
+    )
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

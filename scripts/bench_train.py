@@ -1,0 +1,70 @@
+"""Time the full default training run: ``python scripts/bench_train.py [--repeats N]``.
+
+Budget: the default training (``configs/default.yaml``: all-MiniLM-L6-v2, seed
+set, 10 epochs) takes at most 60 s of wall time on a 2-core CPU. Each repeat
+trains into a temporary directory; only the ``train()`` call is timed (the
+imports before it are not). Extra ``--key=value`` arguments override the config.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+
+BUDGET_SECONDS = 60.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+@user_errors_exit_cleanly
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(
+        prog="bench_train.py", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
+    parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    parser.add_argument("--repeats", type=positive_int, default=1)
+    args, overrides = parser.parse_known_args(argv)
+
+    import torch
+
+    from negstance.train import load_config, train
+
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
+        f"CUDA {'yes' if torch.cuda.is_available() else 'no'}, load average {load} "
+        "(other work on the machine slows the run down)"
+    )
+    timings = []
+    for repeat in range(1, args.repeats + 1):
+        with tempfile.TemporaryDirectory(prefix="bench_train_") as scratch:
+            config = load_config(
+                args.config,
+                [*overrides, f"--output_dir={Path(scratch) / 'run'}", "--show_progress=false"],
+            )
+            started = time.perf_counter()
+            result = train(config)
+            seconds = time.perf_counter() - started
+        sentences = result.metrics["train_sentences"] * config.num_train_epochs
+        timings.append(seconds)
+        print(
+            f"repeat {repeat}: {seconds:.1f} s wall for train() ({config.num_train_epochs} epochs "
+            f"x {result.metrics['train_sentences']} sentences = {sentences / seconds:.1f} "
+            f"sentences/s), final train loss {result.metrics['final_train_loss']:.4f}"
+        )
+    best = min(timings)
+    verdict = "met" if best <= BUDGET_SECONDS else "NOT met"
+    print(
+        f"best of {len(timings)}: {best:.1f} s; budget <= {BUDGET_SECONDS:.0f} s on a 2-core "
+        f"CPU: {verdict}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The inference benchmark: its sentences, its FLOP count and a --quick run of the script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from negstance.model.benchmark import news_like_sentences, peak_matmul_gflops, useful_flops
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "bench_inference", REPO / "scripts" / "bench_inference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_news_like_sentences_are_deterministic_with_a_long_tail(seed_sentences):
+    seeds = [row["text"] for row in seed_sentences]
+    sentences = news_like_sentences(seeds, 2000, seed=3)
+    assert sentences == news_like_sentences(seeds, 2000, seed=3)
+    assert sentences != news_like_sentences(seeds, 2000, seed=4)
+    words = [len(sentence.split()) for sentence in sentences]
+    seed_words = [len(text.split()) for text in seeds]
+    # Joined sentences lengthen the tail past any seed; fragments shorten the head.
+    assert max(words) > max(seed_words) + 10
+    assert statistics.mean(seed_words) < statistics.mean(words) < 1.5 * statistics.mean(seed_words)
+    assert sum(sentence not in seeds for sentence in sentences) > 400
+    with pytest.raises(ValueError):
+        news_like_sentences(["", "  "], 3)
+
+
+def test_useful_flops_counts_matrix_products_and_attention(tiny_checkpoint_dir):
+    from negstance.model.modeling import load_checkpoint
+
+    model, _ = load_checkpoint(tiny_checkpoint_dir)
+    config = model.config
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 4 * hidden * hidden + 4 * hidden + 2 * hidden * inner + inner + hidden + 4 * hidden
+    head = hidden * 3 + 3
+    non_embedding = layers * per_layer + head
+    expected = 2 * non_embedding * (10 + 20) + 4 * layers * hidden * (10**2 + 20**2)
+    assert useful_flops(model, [10, 20]) == pytest.approx(expected)
+
+
+def test_peak_matmul_is_a_positive_rate():
+    assert peak_matmul_gflops(size=128, repeats=1) > 0
+
+
+def test_quick_run_writes_a_complete_table(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    assert load_script().main(["--quick", "--output", str(output)]) == 0
+    report = json.loads(output.read_text(encoding="utf-8"))
+    methods = [(row["method"], row["precision"]) for row in report["rows"]]
+    assert methods[0] == ("transformers pipeline", "fp32")
+    for precision in ("fp32", "bf16", "int8", "auto"):
+        assert ("negstance", precision) in methods
+    by_method = dict(zip(methods, report["rows"], strict=True))
+    assert by_method[("negstance", "fp32")]["agreement_with_fp32"] == 1.0
+    assert by_method[("negstance", "fp32")]["max_probability_difference"] == 0.0
+    assert by_method[("transformers pipeline", "fp32")]["ratio_to_pipeline"] == 1.0
+    for row in report["rows"]:
+        assert row["sentences_per_second"] > 0 and row["utilisation"] > 0
+        assert len(row["round_seconds"]) == 1
+    assert report["sentences"] == 64 and report["peak_gflops"] > 0
+    printed = capsys.readouterr().out
+    assert "| transformers pipeline | fp32 |" in printed
+    assert "default precision (auto" in printed
+
+    markdown = tmp_path / "bench.md"
+    assert load_script().main(["--quick", "--output", str(markdown), "--precisions", "fp32"]) == 0
+    assert markdown.read_text(encoding="utf-8").startswith("| method | precision |")
+
+
+def test_unknown_precision_is_a_clean_error(capsys):
+    assert load_script().main(["--quick", "--precisions", "fp16"]) == 2
+    assert "precision must be one of" in capsys.readouterr().err

@@ -1,0 +1,599 @@
+"""Bad input to train.py and predict.py: one line ``error: ...`` on stderr, exit status 2.
+
+Every case runs the script's ``main(argv)`` (loaded by path, as a user runs it)
+and checks the exact message; one test runs a script as a real process to see
+the exit status and that no traceback is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+predict_script = load_script("predict")
+train_script = load_script("train")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny test models gain nothing from threads; on a busy machine, threads
+    waiting for each other made the training tests here over ten times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def error_line(main: Callable, argv: list[str], capsys) -> str:
+    """Run ``main(argv)``; assert exit status 2 and exactly one ``error:`` line on stderr."""
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert status == 2, captured.err
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- #
+# predict.py: input files
+# --------------------------------------------------------------------------- #
+def make_input(tmp_path: Path, name: str, content: str | bytes | None) -> Path:
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+INPUT_CASES = {
+    "missing": (None, "in.txt", "input file not found: {input}"),
+    "directory": (None, "folder.txt", "input is a directory, not a file: {input}"),
+    "empty": ("", "in.txt", "{input}: no text to read (the file is empty or blank)"),
+    "blank lines only": ("\n  \n\t\n", "in.txt", "{input}: no text to read"),
+    "blank jsonl": ("\n\n", "in.jsonl", "{input}: no text to read"),
+    "malformed jsonl": (
+        '{"text": "Talks resumed."}\n{"text": "Peace, now\n',
+        "in.jsonl",
+        "{input}, line 2: invalid JSON (Unterminated string starting at column 10)",
+    ),
+    "jsonl without text field": (
+        '{"text": "Talks resumed."}\n{"sentence": "x"}\n',
+        "in.jsonl",
+        "{input}, line 2: no 'text' field",
+    ),
+    "jsonl non-string text": (
+        '{"text": "Talks resumed."}\n\n{"text": 42}\n',
+        "in.jsonl",
+        "{input}, line 3: 'text' must be a string, not int",
+    ),
+    "jsonl array line": (
+        '["Talks resumed."]\n',
+        "in.jsonl",
+        "{input}, line 1: expected a JSON object",
+    ),
+    "csv without text column": (
+        "id,sentence\n1,Talks resumed.\n",
+        "in.csv",
+        "{input}: no 'text' column (columns: id, sentence); pass --text_column to choose one",
+    ),
+    "not utf-8": (
+        "Talks resumed.\nOil fell.\nKyiv caf\xe9 reopened.\n".encode("latin-1"),
+        "in.txt",
+        "{input}, line 3: not valid utf-8 text (byte 0xe9); "
+        "pass --encoding, e.g. --encoding latin-1",
+    ),
+    "unsupported type": ("Talks.", "in.pdf", "{input}: unsupported file type '.pdf'"),
+}
+
+
+@pytest.mark.parametrize("case", INPUT_CASES, ids=list(INPUT_CASES))
+def test_predict_rejects_bad_input_with_one_line(case, tiny_checkpoint_dir, tmp_path, capsys):
+    content, name, expected = INPUT_CASES[case]
+    input_path = tmp_path / name
+    if case != "missing":
+        make_input(tmp_path, name, content)
+    output = tmp_path / "out.jsonl"
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(input_path)]
+    line = error_line(
+        predict_script.main, [*argv, "--output", str(output), "--no_progress"], capsys
+    )
+    assert line.startswith("error: " + expected.format(input=input_path)), line
+    # Bad input found before the first row leaves nothing behind.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ([] if case == "missing" else [name])
+
+
+def test_predict_encoding_option_reads_latin1(tiny_checkpoint_dir, tmp_path, capsys):
+    source = make_input(
+        tmp_path, "in.txt", "Talks resumed.\nKyiv caf\xe9 reopened.\n".encode("latin-1")
+    )
+    output = tmp_path / "out.jsonl"
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    assert predict_script.main([*argv, "--encoding", "latin-1", "--no_progress"]) == 0
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert [row["text"] for row in rows] == ["Talks resumed.", "Kyiv café reopened."]
+    assert "error" not in capsys.readouterr().err
+
+
+def test_predict_unknown_encoding(tiny_checkpoint_dir, tmp_path, capsys):
+    source = make_input(tmp_path, "in.txt", "Talks resumed.\n")
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source)]
+    argv += ["--output", str(tmp_path / "o.jsonl"), "--encoding", "klingon"]
+    assert error_line(predict_script.main, argv, capsys) == (
+        "error: unknown encoding 'klingon' (try utf-8, utf-8-sig, latin-1 or cp1252)"
+    )
+
+
+def test_csv_with_byte_order_mark_finds_text_column(tiny_checkpoint_dir, tmp_path, capsys):
+    source = make_input(tmp_path, "in.csv", "\ufefftext,id\nTalks resumed.,1\n")
+    output = tmp_path / "out.csv"
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    assert predict_script.main([*argv, "--no_progress"]) == 0
+    with output.open(encoding="utf-8", newline="") as handle:
+        assert [row["text"] for row in csv.DictReader(handle)] == ["Talks resumed."]
+
+
+# --------------------------------------------------------------------------- #
+# predict.py: awkward but valid input
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("suffix", ["txt", "jsonl", "csv"])
+def test_empty_sentences_are_kept_unlabelled(suffix, tiny_checkpoint_dir, tmp_path, capsys):
+    texts = ["Talks resumed in Istanbul.", "", "   ", "Oil prices fell.", "\t"]
+    source = tmp_path / f"in.{suffix}"
+    if suffix == "txt":
+        source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    elif suffix == "jsonl":
+        write_jsonl(source, [{"id": index, "text": text} for index, text in enumerate(texts)])
+    else:
+        with source.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "text"])
+            writer.writerows(enumerate(texts))
+    output = tmp_path / "out.jsonl"
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    assert predict_script.main([*argv, "--no_progress"]) == 0
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(texts)
+    assert [row["text"] for row in rows] == texts
+    assert [row["label"] is None for row in rows] == [not text.strip() for text in texts]
+    summary = capsys.readouterr().out
+    assert "5 rows" in summary
+    assert "3 empty rows left unlabelled" in summary
+
+
+def test_overlong_sentences_are_truncated_and_counted(tiny_checkpoint_dir, tmp_path, capsys):
+    long_sentence = "The negotiators met again. " * 200  # ~1000 tokens; the model takes 128
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"text": "Talks resumed."}, {"text": long_sentence}, {"text": long_sentence * 2}],
+    )
+    output = tmp_path / "out.jsonl"
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    warnings: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = warnings.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        assert predict_script.main([*argv, "--no_progress"]) == 0
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 3
+    assert all(row["label"] in ("favor", "against", "none") for row in rows)
+    assert "2 texts truncated to the model's maximum length" in capsys.readouterr().out
+    # transformers' "will result in indexing errors" is untrue: the texts are truncated.
+    assert not [record for record in warnings if "indexing errors" in record.getMessage()]
+
+
+# --------------------------------------------------------------------------- #
+# predict.py: --model
+# --------------------------------------------------------------------------- #
+def broken_checkpoint(kind: str, good: Path, tmp_path: Path) -> Path:
+    directory = tmp_path / "model"
+    if kind == "missing":
+        return directory
+    if kind == "a file":
+        directory.write_text("not a directory", encoding="utf-8")
+        return directory
+    if kind == "not a checkpoint":
+        directory.mkdir()
+        (directory / "notes.txt").write_text("hello", encoding="utf-8")
+        return directory
+    shutil.copytree(good, directory)
+    weights = directory / "model.safetensors"
+    if kind == "no label mapping":
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        del config["id2label"], config["label2id"]
+        (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    elif kind == "truncated weights":
+        with weights.open("r+b") as handle:
+            handle.truncate(weights.stat().st_size // 2)
+    elif kind == "corrupt weights":
+        weights.write_bytes(b"\xff" * 64)
+    elif kind == "only pytorch_model.bin":
+        weights.unlink()
+        (directory / "pytorch_model.bin").write_bytes(b"pickle would run code")
+    return directory
+
+
+MODEL_CASES = {
+    "missing": "model directory not found: {model}",
+    "a file": "--model must be a checkpoint directory, got a file: {model}",
+    "not a checkpoint": (
+        "not a checkpoint (no config.json): {model}; pass the output_dir of train.py"
+    ),
+    "no label mapping": (
+        "{model} has no negstance label mapping (config.json label2id is ['LABEL_0', "
+        "'LABEL_1'], expected ['favor', 'against', 'none']); is it a checkpoint from train.py?"
+    ),
+    "truncated weights": (
+        "cannot load checkpoint {model}: Error while deserializing header: incomplete metadata, "
+        "file not fully covered (the files may be truncated or corrupt; save or copy the "
+        "checkpoint again)"
+    ),
+    "corrupt weights": "cannot load checkpoint {model}: Error while deserializing header",
+    "only pytorch_model.bin": (
+        "refusing {model}: it has only pickled weights (pytorch_model.bin), which can run "
+        "arbitrary code when loaded; convert it to safetensors first"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", MODEL_CASES, ids=list(MODEL_CASES))
+def test_predict_rejects_bad_model(kind, tiny_checkpoint_dir, tmp_path, capsys):
+    model = broken_checkpoint(kind, tiny_checkpoint_dir, tmp_path)
+    source = make_input(tmp_path, "in.txt", "Talks resumed.\n")
+    argv = ["--model", str(model), "--input", str(source), "--output", str(tmp_path / "o.jsonl")]
+    line = error_line(predict_script.main, argv, capsys)
+    assert line.startswith("error: " + MODEL_CASES[kind].format(model=model)), line
+    assert not (tmp_path / "o.jsonl.partial").exists()
+
+
+# --------------------------------------------------------------------------- #
+# predict.py: --output
+# --------------------------------------------------------------------------- #
+def test_existing_output_needs_overwrite(tiny_checkpoint_dir, tmp_path, capsys):
+    source = make_input(tmp_path, "in.txt", "Talks resumed.\n")
+    output = tmp_path / "out.jsonl"
+    output.write_text("precious\n", encoding="utf-8")
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    assert error_line(predict_script.main, [*argv, "--no_progress"], capsys) == (
+        f"error: output exists: {output} (pass --overwrite to replace it)"
+    )
+    assert output.read_text(encoding="utf-8") == "precious\n"
+    assert predict_script.main([*argv, "--no_progress", "--overwrite"]) == 0
+    assert json.loads(output.read_text(encoding="utf-8"))["text"] == "Talks resumed."
+
+
+OUTPUT_CASES = {
+    "parent is a file": (
+        "notes.txt/out.jsonl",
+        "cannot write {output}: {tmp}/notes.txt is a file, not a directory",
+    ),
+    "missing directory": (
+        "no/such/dir/out.jsonl",
+        "cannot write {output}: directory {tmp}/no/such/dir does not exist (create it first)",
+    ),
+    "output is a directory": ("outdir.jsonl", "output path is a directory: {output}"),
+    "unsupported type": ("out.xlsx", "{output}: unsupported file type '.xlsx'; use one of"),
+}
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES, ids=list(OUTPUT_CASES))
+def test_unwritable_output_is_refused(case, tiny_checkpoint_dir, tmp_path, capsys):
+    relative, expected = OUTPUT_CASES[case]
+    (tmp_path / "notes.txt").write_text("a file", encoding="utf-8")
+    (tmp_path / "outdir.jsonl").mkdir()
+    source = make_input(tmp_path, "in.txt", "Talks resumed.\n")
+    output = tmp_path / relative
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    line = error_line(predict_script.main, argv, capsys)
+    assert line.startswith("error: " + expected.format(output=output, tmp=tmp_path)), line
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert error_line(predict_script.main, ["--model", "m"], capsys) == (
+        "error: the following arguments are required: --input, --output (see --help)"
+    )
+    argv = ["--model", "m", "--input", "i.txt", "--output", "o.jsonl", "--batch_size", "0"]
+    assert error_line(predict_script.main, argv, capsys) == (
+        "error: argument --batch_size: expected a positive integer, got '0' (see --help)"
+    )
+
+
+# --------------------------------------------------------------------------- #
+# train.py: data, config and output
+# --------------------------------------------------------------------------- #
+def labelled(rows: list[tuple[str, str]], doc: str = "d1") -> list[dict]:
+    return [
+        {"id": f"{doc}-{index}", "doc": doc, "index": index, "text": text, "label": label}
+        for index, (text, label) in enumerate(rows)
+    ]
+
+
+GOOD_ROWS = [("Talks resumed.", "favor"), ("No talks ever.", "against"), ("Oil fell.", "none")]
+
+
+def data_case(name: str, tmp_path: Path) -> tuple[list[str], str]:
+    """``(extra argv, expected message)`` for one bad-training-data case."""
+    data = tmp_path / "data.jsonl"
+    if name == "missing file":
+        return [f"--data_path={data}"], (
+            f"training data not found: {data} (set data_path in the config or --data_path=FILE)"
+        )
+    if name == "unknown label":
+        rows = labelled([*GOOD_ROWS, ("Maybe talks.", "pro")])
+        write_jsonl(data, rows)
+        expected = f"{data}, line 4: unknown label 'pro'; labels are favor, against, none"
+    elif name == "no label":
+        rows = labelled(GOOD_ROWS)
+        del rows[1]["label"]
+        write_jsonl(data, rows)
+        expected = f"{data}, line 2: no 'label' field"
+    elif name == "duplicate ids":
+        rows = labelled(GOOD_ROWS)
+        rows[2]["id"] = rows[0]["id"]
+        write_jsonl(data, rows)
+        expected = f"{data}, line 3: duplicate id 'd1-0' (first on line 1)"
+    elif name == "one label class":
+        write_jsonl(data, labelled([("Talks resumed.", "favor"), ("Talks again.", "favor")]))
+        expected = "training data has only one label ('favor'); at least two are needed"
+    elif name == "empty text":
+        write_jsonl(data, labelled([*GOOD_ROWS, ("  ", "none")]))
+        expected = f"{data}, line 4: empty text"
+    elif name == "malformed line":
+        data.write_text(json.dumps(labelled(GOOD_ROWS)[0]) + "\n{oops\n", encoding="utf-8")
+        expected = (
+            f"{data}, line 2: invalid JSON "
+            "(Expecting property name enclosed in double quotes at column 2)"
+        )
+    elif name == "non-string text":
+        rows = labelled(GOOD_ROWS)
+        rows[1]["text"] = ["a", "list"]
+        write_jsonl(data, rows)
+        expected = f"{data}, line 2: 'text' must be a string, not list"
+    elif name == "bad ambiguous value":
+        rows = labelled(GOOD_ROWS)
+        rows[0]["ambiguous"] = "maybe"
+        write_jsonl(data, rows)
+        expected = f"{data}, line 1: 'ambiguous' must be true or false, got 'maybe'"
+    elif name == "validation holds out every doc":
+        write_jsonl(data, labelled(GOOD_ROWS, "d1") + labelled(GOOD_ROWS, "d2"))
+        return (
+            [f"--data_path={data}", "--validation_docs=d1,d2"],
+            "validation_docs hold out every document (2): nothing is left to train on; "
+            "leave at least one document out of validation_docs",
+        )
+    elif name == "unknown validation doc":
+        write_jsonl(data, labelled(GOOD_ROWS, "d1") + labelled(GOOD_ROWS, "d2"))
+        return (
+            [f"--data_path={data}", "--validation_docs=d3"],
+            "validation_docs not in the data: d3 (documents: d1, d2)",
+        )
+    else:
+        raise AssertionError(name)
+    return [f"--data_path={data}"], expected
+
+
+DATA_CASES = [
+    "missing file",
+    "unknown label",
+    "no label",
+    "duplicate ids",
+    "one label class",
+    "empty text",
+    "malformed line",
+    "non-string text",
+    "bad ambiguous value",
+    "validation holds out every doc",
+    "unknown validation doc",
+]
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_train_rejects_bad_data(case, tiny_train_args, tmp_path, capsys):
+    extra, expected = data_case(case, tmp_path)
+    line = error_line(train_script.main, [*tiny_train_args, *extra], capsys)
+    assert line.startswith(f"error: {expected}"), line
+    assert not (tmp_path / "run").exists()
+
+
+CONFIG_CASES = {
+    "does not parse": (
+        "learning_rate: 3e-5\nhead: [mean\n",
+        [],
+        "{config}, line 3: not valid YAML (expected ',' or ']', but got '<stream end>')",
+    ),
+    "not a mapping": ("- a\n- b\n", [], "{config}: expected a mapping of config keys"),
+    "unknown key": (
+        "learnig_rate: 3e-5\n",
+        [],
+        "{config}: unknown key 'learnig_rate' (did you mean 'learning_rate'?)",
+    ),
+    "wrong type": (
+        "num_train_epochs: three\n",
+        [],
+        "{config}: num_train_epochs must be int, got str 'three'",
+    ),
+    "float epochs": (
+        "num_train_epochs: 2.5\n",
+        [],
+        "{config}: num_train_epochs must be int, got float 2.5",
+    ),
+    "negative lr": (
+        "learning_rate: -1e-5\n",
+        [],
+        "config: learning_rate must be positive and finite, got -1e-05",
+    ),
+    "zero batch size": (
+        "",
+        ["--per_device_train_batch_size=0"],
+        "config: per_device_train_batch_size must be at least 1, got 0",
+    ),
+    "zero batch size in yaml": (
+        "per_device_eval_batch_size: 0\n",
+        [],
+        "config: per_device_eval_batch_size must be at least 1, got 0",
+    ),
+    "bad choice": ("head: max\n", [], "config: head must be one of mean, cls, not 'max'"),
+    "dropout out of range": (
+        "classifier_dropout: 1.5\n",
+        [],
+        "config: classifier_dropout must be in [0, 1), got 1.5",
+    ),
+    "missing file": (None, [], "config file not found: {config}"),
+    "unknown command-line key": ("", ["--epochs=3"], "command line: unknown key 'epochs'"),
+    "command-line wrong type": (
+        "",
+        ["--learning_rate=fast"],
+        "command line: learning_rate must be float, got str 'fast'",
+    ),
+    "flag without value": (
+        "",
+        ["--learning_rate"],
+        "--learning_rate needs a value: --learning_rate=VALUE",
+    ),
+    "stray argument": ("", ["epochs"], "expected --key=value, got 'epochs'"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=list(CONFIG_CASES))
+def test_train_rejects_bad_config(case, tiny_train_args, tmp_path, capsys):
+    text, extra, expected = CONFIG_CASES[case]
+    config = tmp_path / "config.yaml"
+    if text is not None:
+        config.write_text(text, encoding="utf-8")
+    argv = ["--config", str(config), *tiny_train_args, *extra]
+    line = error_line(train_script.main, argv, capsys)
+    assert line.startswith("error: " + expected.format(config=config)), line
+
+
+def test_train_output_dir_checks(tiny_train_args, seed_sentences, tmp_path, capsys):
+    existing = tmp_path / "done"
+    existing.mkdir()
+    (existing / "model.safetensors").write_bytes(b"a finished run")
+    argv = [*tiny_train_args, f"--output_dir={existing}"]
+    assert error_line(train_script.main, argv, capsys) == (
+        f"error: output_dir exists: {existing} (pass --overwrite to replace it, "
+        "or choose another --output_dir)"
+    )
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    argv = [*tiny_train_args, f"--output_dir={tmp_path / 'file' / 'run'}"]
+    assert error_line(train_script.main, argv, capsys) == (
+        f"error: cannot write output_dir {tmp_path / 'file' / 'run'}: "
+        f"{tmp_path / 'file'} is a file, not a directory"
+    )
+    data = write_jsonl(tmp_path / "data.jsonl", seed_sentences[::5])
+    argv = [*tiny_train_args, f"--data_path={data}", "--num_train_epochs=1"]
+    assert train_script.main([*argv, f"--output_dir={existing}", "--overwrite"]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.jsonl", "done", "file"]
+    assert (existing / "config.json").is_file()  # replaced by a real checkpoint
+    assert (existing / "model.safetensors").read_bytes() != b"a finished run"
+    capsys.readouterr()
+    argv = [*tiny_train_args, f"--resume_from={tmp_path / 'nothing.state'}"]
+    assert error_line(train_script.main, argv, capsys) == (
+        f"error: resume_from: no training state at {tmp_path / 'nothing.state'} "
+        "(expected the <output_dir>.state directory of an interrupted run)"
+    )
+
+
+def test_train_rejects_missing_backbone(tiny_train_args, tmp_path, capsys):
+    argv = [*tiny_train_args, f"--model_name_or_path={tmp_path / 'nowhere'}"]
+    line = error_line(train_script.main, argv, capsys)
+    assert line == f"error: cannot load backbone '{tmp_path / 'nowhere'}': no such directory"
+
+
+# --------------------------------------------------------------------------- #
+# The Python API
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def classifier(tiny_checkpoint_dir):
+    from negstance.model import StanceClassifier
+
+    return StanceClassifier.from_pretrained(tiny_checkpoint_dir, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (42, "texts must be a string or a sequence of strings, not int"),
+        (None, "texts must be a string or a sequence of strings, not NoneType"),
+        (b"Talks resumed.", "texts must be a string or a sequence of strings, not bytes"),
+        (["Talks resumed.", 3.5], "texts[1] is float, not str"),
+    ],
+)
+def test_predict_api_rejects_non_strings(classifier, texts, message):
+    with pytest.raises(TypeError) as raised:
+        classifier.predict(texts)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("texts", ["", "   ", ["Talks resumed.", "\n"]])
+def test_predict_api_rejects_empty_text(classifier, texts):
+    with pytest.raises(ValueError, match=r"is empty or only whitespace: nothing to classify"):
+        classifier.predict(texts)
+
+
+# --------------------------------------------------------------------------- #
+# A real process: exit status and no traceback
+# --------------------------------------------------------------------------- #
+def test_scripts_exit_2_without_traceback_in_a_real_process(tiny_checkpoint_dir, tmp_path):
+    source = make_input(tmp_path, "in.jsonl", '{"text": "ok"}\n{"text": \n')
+    script = str(REPO / "scripts" / "predict.py")
+    command = [sys.executable, script, "--model", str(tiny_checkpoint_dir), "--no_progress"]
+    command += ["--input", str(source), "--output", str(tmp_path / "out.jsonl")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2
+    assert (
+        finished.stderr == f"error: {source}, line 2: invalid JSON (Expecting value at column 10)\n"
+    )
+    assert finished.stdout == ""
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_debug_keeps_the_traceback(tmp_path):
+    from negstance.model.errors import NegstanceError
+
+    source = tmp_path / "in.txt"
+    argv = ["--model", str(tmp_path), "--input", str(source), "--output", str(tmp_path / "o.jsonl")]
+    with pytest.raises(NegstanceError, match=re.escape(f"input file not found: {source}")):
+        predict_script.main([*argv, "--debug"])
+
+
+def test_evaluate_script_reports_errors_in_one_line(tmp_path, capsys):
+    evaluate_script = load_script("evaluate")
+    missing = tmp_path / "absent.yaml"
+    assert error_line(evaluate_script.main, ["--config", str(missing)], capsys) == (
+        f"error: config file not found: {missing}"
+    )

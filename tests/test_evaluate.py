@@ -1,0 +1,234 @@
+"""Leave-one-article-out evaluation, its metrics, and the model card that quotes it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import f1_score
+
+from negstance.model.modeling import LABEL2ID, LABELS
+from negstance.train.baselines import BASELINE_INPUTS
+from negstance.train.config import load_config
+from negstance.train.data import load_seed_dataset
+from negstance.train.evaluate import (
+    MODEL,
+    grouped_folds,
+    paired_differences,
+    summarize,
+)
+from negstance.train.metrics import classification_metrics
+from negstance.train.model_card import render_model_card
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
+SYSTEMS = (MODEL, *BASELINE_INPUTS)
+
+
+@pytest.fixture(scope="module")
+def evaluate_script():
+    """``main`` of scripts/evaluate.py (scripts/ is not a package, so load it by path)."""
+    spec = importlib.util.spec_from_file_location(
+        "negstance_scripts_evaluate", REPO / "scripts" / "evaluate.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def quick_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
+    """One ``evaluate.py --quick`` run on the tiny backbone, with every training recorded."""
+    import negstance.train.training as training
+
+    output_dir = tmp_path_factory.mktemp("evaluation")
+    trained_on: list[set[str]] = []
+    real_train = training.train
+
+    def recording_train(config, train_dataset=None, **kwargs):
+        trained_on.append(set(train_dataset["doc"]))
+        return real_train(config, train_dataset=train_dataset, **kwargs)
+
+    argv = [
+        "--quick",
+        f"--model_name_or_path={tiny_backbone_dir}",
+        "--output_dir",
+        str(output_dir),
+        "--no_progress",
+        "--threads=1",  # tests may share the CPU with other jobs
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "train", recording_train)
+        status = evaluate_script(argv)
+    report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
+    return {"status": status, "dir": output_dir, "report": report, "trained_on": trained_on}
+
+
+def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
+    assert quick_run["status"] == 0
+    directory = quick_run["dir"]
+    report = quick_run["report"]
+    assert (directory / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (directory / "report.md").read_text(encoding="utf-8").splitlines()
+    assert markdown[0].startswith("# ")
+    assert markdown[2].startswith("Date: 20")
+    assert markdown[3].startswith("Command: `python scripts/evaluate.py --quick")
+    assert "| system | macro-F1 (folds) | F_avg (folds) | accuracy (folds)" in markdown[7]
+
+    assert report["seeds"] == [42]
+    assert len(report["folds"]) == 2
+    assert report["config"]["num_train_epochs"] == 1  # --quick
+    for system in SYSTEMS:
+        summary = report["systems"][system]
+        for scope in ("folds", "pooled"):
+            for metric in ("macro_f1", "f_avg", "accuracy", "against_f1", "none_recall"):
+                assert set(summary[scope][metric]) == {"mean", "std", "n"}
+        assert summary["folds"]["macro_f1"]["n"] == 2  # 2 folds × 1 seed
+        assert set(summary["per_fold"]) == set(report["folds"])
+    assert len(report["runs"]) == 2 * len(SYSTEMS)
+    assert set(report["comparisons"]) == set(SYSTEMS) - {MODEL}
+    assert "setfit" in report["skipped"]
+
+
+def test_quick_run_never_trains_on_the_held_out_article(quick_run):
+    report = quick_run["report"]
+    assert len(quick_run["trained_on"]) == len(report["folds"])
+    for held_out, training_documents in zip(report["folds"], quick_run["trained_on"], strict=True):
+        assert held_out not in training_documents
+        assert len(training_documents) == 4  # all the other articles
+
+
+def test_reported_pooled_scores_match_scikit_learn_on_the_saved_predictions(quick_run):
+    report = quick_run["report"]
+    truth = {row["id"]: row["label"] for row in map(json.loads, SEED_DATA.open(encoding="utf-8"))}
+    for system in SYSTEMS:
+        predicted = report["predictions"][system]["42"]
+        identifiers = sorted(predicted)
+        assert {identifier[:3] for identifier in identifiers} == {
+            document[:3] for document in report["folds"]
+        }
+        y_true = [LABEL2ID[truth[identifier]] for identifier in identifiers]
+        y_pred = [LABEL2ID[predicted[identifier]] for identifier in identifiers]
+        per_label = f1_score(y_true, y_pred, labels=[0, 1, 2], average=None, zero_division=0)
+        pooled = report["systems"][system]["pooled"]
+        assert pooled["macro_f1"]["mean"] == pytest.approx(
+            f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0)
+        )
+        assert pooled["f_avg"]["mean"] == pytest.approx((per_label[0] + per_label[1]) / 2)
+        matrix = np.asarray(report["systems"][system]["confusion_matrix"])
+        assert matrix.sum() == len(identifiers)
+    majority = report["predictions"]["majority"]["42"]
+    assert set(majority.values()) == {"none"}  # the most frequent label of every training split
+
+
+def test_grouped_folds_put_each_document_on_one_side_only():
+    dataset = load_seed_dataset(SEED_DATA)
+    documents = list(dataset["doc"])
+    folds = grouped_folds(documents)
+    assert [fold.document for fold in folds] == sorted(set(documents))
+    tested = []
+    for fold in folds:
+        test_documents = {documents[index] for index in fold.test_indices}
+        train_documents = {documents[index] for index in fold.train_indices}
+        assert test_documents == {fold.document}
+        assert fold.document not in train_documents
+        assert sorted(fold.train_indices + fold.test_indices) == list(range(len(documents)))
+        tested += fold.test_indices
+    assert sorted(tested) == list(range(len(documents)))  # every sentence tested exactly once
+    assert len(grouped_folds(documents, max_folds=2)) == 2
+
+
+def test_grouped_folds_refuse_a_single_document():
+    from negstance.model.errors import NegstanceError
+
+    with pytest.raises(NegstanceError, match="at least two documents"):
+        grouped_folds(["a", "a", "a"])
+
+
+def test_macro_f1_and_f_avg_match_scikit_learn_on_a_hand_made_example():
+    favor, against, none = (LABEL2ID[label] for label in LABELS)
+    truth = [favor, favor, favor, against, against, none, none, none, none, against]
+    predicted = [favor, against, none, against, none, none, none, favor, none, against]
+    metrics = classification_metrics(truth, predicted)
+    per_label = f1_score(truth, predicted, labels=[0, 1, 2], average=None)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(truth, predicted, average="macro"))
+    assert metrics["f_avg"] == pytest.approx((per_label[favor] + per_label[against]) / 2)
+    # By hand: favor P 1/2 R 1/3 → F1 0.4; against P 2/3 R 2/3 → 2/3; none P 3/5 R 3/4 → 2/3.
+    assert metrics["f_avg"] == pytest.approx((0.4 + 2 / 3) / 2)
+    assert metrics["macro_f1"] == pytest.approx((0.4 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_summaries_use_the_sample_std_and_pair_runs_by_seed_and_article():
+    assert summarize([0.5, 0.7, 0.9]) == pytest.approx(
+        {"mean": 0.7, "std": float(np.std([0.5, 0.7, 0.9], ddof=1)), "n": 3}
+    )
+    assert summarize([0.4])["std"] == 0.0
+    runs = [
+        {
+            "system": system,
+            "seed": seed,
+            "document": document,
+            "metrics": {"macro_f1": score, "f_avg": score},
+        }
+        for system, seed, document, score in [
+            ("model", 1, "a", 0.8),
+            ("model", 1, "b", 0.5),
+            ("base", 1, "b", 0.6),
+            ("base", 1, "a", 0.6),
+        ]
+    ]
+    differences = paired_differences(runs, "model", "base")["macro_f1"]
+    assert differences["mean"] == pytest.approx(((0.8 - 0.6) + (0.5 - 0.6)) / 2)
+    assert differences["wins"] == 1
+
+
+def test_bad_arguments_exit_with_a_one_line_error(capsys, evaluate_script):
+    assert evaluate_script(["--seeds", "0"]) == 2
+    assert evaluate_script(["--quick", "--no_such_key=1"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2
+    assert all(line.startswith("error: ") for line in errors)
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n", 2)[1])
+
+
+def test_model_card_quotes_the_attached_evaluation(quick_run, tiny_backbone_dir):
+    dataset = load_seed_dataset(SEED_DATA)
+    config = load_config(None, {"model_name_or_path": str(tiny_backbone_dir)})
+    card = render_model_card(
+        config, {"train_seconds": 1.0}, dataset, evaluation_report=quick_run["dir"] / "report.json"
+    )
+    metadata = front_matter(card)
+    assert {"pipeline_tag", "base_model", "language", "license", "tags", "metrics"} <= set(metadata)
+    assert metadata["pipeline_tag"] == "text-classification"
+    assert metadata["license"] == "mit"
+    assert metadata["base_model"] == str(tiny_backbone_dir)
+    pooled = quick_run["report"]["systems"][MODEL]["pooled"]["macro_f1"]["mean"]
+    index_metrics = metadata["model-index"][0]["results"][0]["metrics"]
+    assert index_metrics[0]["value"] == pytest.approx(pooled, abs=1e-4)
+    for section in ("## Intended use", "## Labels", "## Training data", "## Evaluation"):
+        assert section in card
+    assert "## Limitations and risks" in card and "## How to use" in card
+    counts = Counter(dataset["label"])
+    assert f"favor {counts[0]}, against {counts[1]}, none {counts[2]}" in card
+    # The quick run trained 1 epoch; this config says 10: the card must say they differ.
+    assert "evaluated configuration differs" in card and "`num_train_epochs`" in card
+    assert "negstance_bert" in card
+
+
+def test_model_card_says_when_no_evaluation_is_attached(tmp_path):
+    dataset = load_seed_dataset(SEED_DATA)
+    config = load_config(None, {"head": "cls"})
+    card = render_model_card(config, {}, dataset, evaluation_report=tmp_path / "missing.json")
+    metadata = front_matter(card)
+    assert "model-index" not in metadata
+    assert "No cross-validated evaluation was attached" in card
+    assert "loads with plain transformers" in card

@@ -1,0 +1,174 @@
+"""The training loop (``negstance.train.train``) on the tiny backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from sklearn.utils.class_weight import compute_class_weight
+
+from negstance.model.errors import NegstanceError
+from negstance.train import TrainResult, load_config, load_seed_dataset, train
+from negstance.train.training import class_weights
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
+
+
+@pytest.fixture(scope="module")
+def small_dataset() -> Dataset:
+    """48 seed sentences, all three labels, fixed: enough to see the loss move."""
+    return (
+        load_seed_dataset(REPO / "data" / "seed_sentences.jsonl").shuffle(seed=0).select(range(48))
+    )
+
+
+def run_training(
+    backbone: Path, output_dir: Path, dataset: Dataset | None, *overrides: str, save: bool = False
+) -> TrainResult:
+    config = load_config(
+        None,
+        [
+            f"--model_name_or_path={backbone}",
+            f"--output_dir={output_dir}",
+            f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
+            "--per_device_train_batch_size=16",
+            "--show_progress=false",
+            *overrides,
+        ],
+    )
+    return train(config, train_dataset=dataset, save=save)
+
+
+def weights(result: TrainResult) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in result.model.state_dict().items()}
+
+
+# max_grad_norm=0 means "no clipping"; clipping to norm 0 would zero every gradient.
+@pytest.mark.parametrize("max_grad_norm", ["1.0", "0"])
+def test_a_few_epochs_lower_the_training_loss(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, max_grad_norm: str
+) -> None:
+    result = run_training(
+        tiny_backbone_dir,
+        tmp_path / "run",
+        small_dataset,
+        "--num_train_epochs=6",
+        "--learning_rate=3e-3",
+        "--warmup_ratio=0",
+        f"--max_grad_norm={max_grad_norm}",
+    )
+    losses = [epoch["train_loss"] for epoch in result.metrics["epochs"]]
+    assert len(losses) == 6
+    assert losses[-1] < 0.95 * losses[0], losses
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    arguments = ("--num_train_epochs=2", "--learning_rate=1e-3")
+    first = weights(run_training(tiny_backbone_dir, tmp_path / "a", small_dataset, *arguments))
+    second = weights(run_training(tiny_backbone_dir, tmp_path / "b", small_dataset, *arguments))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    other = weights(
+        run_training(tiny_backbone_dir, tmp_path / "c", small_dataset, *arguments, "--seed=7")
+    )
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_learning_rate_decays_linearly_to_zero_over_the_run(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, accumulation: int
+) -> None:
+    result = run_training(
+        tiny_backbone_dir,
+        tmp_path / "run",
+        small_dataset,
+        "--num_train_epochs=2",
+        "--learning_rate=1e-3",
+        "--warmup_ratio=0",
+        f"--gradient_accumulation_steps={accumulation}",
+    )
+    rates = [epoch["learning_rate"] for epoch in result.metrics["epochs"]]
+    assert rates == pytest.approx([5e-4, 0.0], abs=1e-12)
+
+
+def test_validation_docs_are_held_out_and_scored_every_epoch(
+    tiny_backbone_dir: Path, tmp_path: Path
+) -> None:
+    full = load_seed_dataset(REPO / "data" / "seed_sentences.jsonl")
+    held_doc = full["doc"][-1]
+    result = run_training(
+        tiny_backbone_dir,
+        tmp_path / "run",
+        None,
+        "--num_train_epochs=1",
+        f"--validation_docs={held_doc}",
+    )
+    held_count = full["doc"].count(held_doc)
+    assert result.metrics["train_sentences"] == len(full) - held_count
+    assert result.metrics["validation_sentences"] == held_count
+    assert (
+        sum(
+            result.metrics["validation"]["per_label"][label]["support"]
+            for label in ("favor", "against", "none")
+        )
+        == held_count
+    )
+    assert "validation_f_avg" in result.metrics["epochs"][0]
+
+
+def test_saved_run_has_checkpoint_config_metrics_log_and_card(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    output_dir = tmp_path / "run"
+    result = run_training(
+        tiny_backbone_dir, output_dir, small_dataset, "--num_train_epochs=1", save=True
+    )
+    assert result.output_dir == output_dir
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "config.yaml",
+        "metrics.json",
+        "train.log",
+        "README.md",
+    ):
+        assert (output_dir / name).is_file(), name
+    assert load_config(output_dir / "config.yaml") == load_config(
+        None,
+        [
+            f"--model_name_or_path={tiny_backbone_dir}",
+            f"--output_dir={output_dir}",
+            f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
+            "--per_device_train_batch_size=16",
+            "--show_progress=false",
+            "--num_train_epochs=1",
+        ],
+    )
+    leftovers = [path.name for path in tmp_path.iterdir() if path.name != "run"]
+    assert leftovers == []
+
+
+def test_balanced_class_weights_match_scikit_learn() -> None:
+    labels = [0, 0, 0, 1, 2, 2]
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    np.testing.assert_allclose(class_weights(labels, "balanced").numpy(), expected, rtol=1e-6)
+    assert class_weights(labels, "none") is None
+
+
+def test_linear_probe_needs_the_mean_head(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    with pytest.raises(NegstanceError, match="linear_probe needs head=mean"):
+        run_training(
+            tiny_backbone_dir,
+            tmp_path / "run",
+            small_dataset,
+            "--head=cls",
+            "--head_init=linear_probe",
+        )

@@ -1,0 +1,689 @@
+"""Honest evaluation: leave-one-article-out cross-validation, repeated over seeds.
+
+Each of the five articles is held out in turn (``LeaveOneGroupOut`` on the
+``doc`` column): no sentence of the test article is seen in training, and
+anything tuned (the baselines' regularisation) is tuned inside the training
+articles only. The fine-tuned model and every baseline see the same folds and
+seeds. ``scripts/evaluate.py`` wraps :func:`evaluate_main`; the report lands in
+``<output_dir>/report.json``, ``report.md`` and ``confusion_matrix.png``.
+
+Two kinds of summary are reported, and always labelled:
+
+* **fold scores**: the metric on each held-out article, mean ± sample std over
+  folds × seeds. The spread is dominated by how different the articles are.
+* **pooled scores**: each seed's predictions on every held-out sentence scored
+  together, mean ± sample std over seeds. With 1-3 ``against`` sentences in
+  four of the five articles, per-article F1 for that label is very noisy, so
+  the pooled figures are the steadier estimate.
+
+Example:
+    >>> from negstance.train.config import load_config
+    >>> from negstance.train.evaluate import cross_validate
+    >>> report = cross_validate(load_config("configs/default.yaml"), seeds=[42])  # doctest: +SKIP
+    >>> report["systems"]["model"]["pooled"]["macro_f1"]["mean"]  # doctest: +SKIP
+    0.6...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import LeaveOneGroupOut
+
+from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+from negstance.model.errors import NegstanceError
+from negstance.model.modeling import LABELS
+from negstance.train.baselines import (
+    BASELINE_DESCRIPTIONS,
+    BASELINE_INPUTS,
+    fit_predict_baseline,
+    frozen_embeddings,
+    setfit_available,
+)
+from negstance.train.config import TrainConfig, load_config, parse_overrides
+from negstance.train.metrics import classification_metrics
+
+MODEL = "model"
+ENSEMBLE = "model_seed_ensemble"
+HEADLINE_METRICS = ("macro_f1", "f_avg", "accuracy")
+METRIC_NAMES = {"macro_f1": "macro-F1", "f_avg": "F_avg", "accuracy": "accuracy"}
+DEFAULT_OUTPUT_DIR = "reports/evaluation"
+REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png")
+# Keys of TrainConfig that do not change what is learned, left out of config comparisons.
+RUN_ONLY_KEYS = (
+    "output_dir",
+    "show_progress",
+    "seed",
+    "evaluation_report",
+    "overwrite",
+    "save_state_every_epoch",
+    "resume_from",
+    "validation_docs",  # cross-validation holds out its own documents
+)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One held-out article: the row indices to train on and to test on."""
+
+    document: str
+    train_indices: list[int]
+    test_indices: list[int]
+
+
+def grouped_folds(documents: Sequence[str], max_folds: int | None = None) -> list[Fold]:
+    """Leave-one-document-out folds, in sorted document order.
+
+    Example:
+        >>> [fold.document for fold in grouped_folds(["a", "b", "a", "c"])]
+        ['a', 'b', 'c']
+        >>> grouped_folds(["a", "b", "a", "c"])[0].test_indices
+        [0, 2]
+    """
+    groups = np.asarray(documents)
+    if len(set(documents)) < 2:
+        raise NegstanceError(
+            "grouped cross-validation needs sentences from at least two documents "
+            "(the data's `doc` field)"
+        )
+    folds = [
+        Fold(str(groups[test[0]]), train.tolist(), test.tolist())
+        for train, test in LeaveOneGroupOut().split(np.zeros(len(groups)), groups=groups)
+    ]
+    return folds[:max_folds] if max_folds else folds
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for a single value) and count."""
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+        "n": len(array),
+    }
+
+
+def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """Headline and per-label scores of one ``classification_metrics`` result, flattened."""
+    scores = {name: metrics[name] for name in HEADLINE_METRICS}
+    for label, values in metrics["per_label"].items():
+        for name in ("precision", "recall", "f1"):
+            scores[f"{label}_{name}"] = values[name]
+    return scores
+
+
+def summarize_system(
+    runs: list[dict[str, Any]],
+    predictions: dict[int, np.ndarray],
+    labels: np.ndarray,
+    tested: np.ndarray,
+) -> dict[str, Any]:
+    """Fold-level and pooled summaries of one system's runs (see the module docstring)."""
+    fold_scores = [flat_scores(run["metrics"]) for run in runs]
+    pooled_by_seed = {
+        seed: classification_metrics(labels[tested].tolist(), predicted[tested].tolist())
+        for seed, predicted in predictions.items()
+    }
+    pooled_scores = [flat_scores(metrics) for metrics in pooled_by_seed.values()]
+    per_fold: dict[str, Any] = {}
+    for document in dict.fromkeys(run["document"] for run in runs):
+        document_runs = [run for run in runs if run["document"] == document]
+        per_fold[document] = {
+            name: summarize([run["metrics"][name] for run in document_runs])
+            for name in HEADLINE_METRICS
+        } | {
+            "confusion_matrix": np.sum(
+                [run["metrics"]["confusion_matrix"] for run in document_runs], axis=0
+            ).tolist()
+        }
+    return {
+        "folds": {name: summarize([s[name] for s in fold_scores]) for name in fold_scores[0]},
+        "pooled": {name: summarize([s[name] for s in pooled_scores]) for name in pooled_scores[0]},
+        "pooled_by_seed": {str(seed): flat_scores(m) for seed, m in pooled_by_seed.items()},
+        "confusion_matrix": np.sum(
+            [metrics["confusion_matrix"] for metrics in pooled_by_seed.values()], axis=0
+        ).tolist(),
+        "per_fold": per_fold,
+    }
+
+
+def paired_differences(
+    runs: list[dict[str, Any]], system: str, baseline: str
+) -> dict[str, dict[str, float]]:
+    """``system`` minus ``baseline`` on the same (seed, article) runs: mean, std, wins."""
+    by_key = {(run["system"], run["seed"], run["document"]): run["metrics"] for run in runs}
+    keys = [(run["seed"], run["document"]) for run in runs if run["system"] == system]
+    result = {}
+    for name in ("macro_f1", "f_avg"):
+        differences = [
+            by_key[(system, *key)][name] - by_key[(baseline, *key)][name] for key in keys
+        ]
+        result[name] = summarize(differences) | {
+            "wins": int(sum(value > 0 for value in differences)),
+            "ties": int(sum(value == 0 for value in differences)),
+        }
+    return result
+
+
+def label_counts(labels: Sequence[int]) -> dict[str, int]:
+    counts = Counter(int(label) for label in labels)
+    return {label: counts.get(index, 0) for index, label in enumerate(LABELS)}
+
+
+def cross_validate(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    max_folds: int | None = None,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train and test the model and the baselines on every fold and seed; the report dict.
+
+    ``config`` is the model's training config; each run uses it with ``seed``
+    replaced. Its ``validation_docs`` are ignored: the folds decide what is held out.
+    """
+    import datasets
+    import transformers
+    from tqdm.auto import tqdm
+
+    from negstance.model.modeling import StanceClassifier, resolve_device
+    from negstance.train.data import load_seed_dataset
+    from negstance.train.training import train
+
+    config.validate()
+    if getattr(config, "resume_from", ""):
+        raise NegstanceError(
+            "resume_from cannot be used in cross-validation: every run starts fresh"
+        )
+    if not seeds:
+        raise NegstanceError("at least one seed is needed")
+    started = time.perf_counter()
+    dataset = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
+    texts = list(dataset["text"])
+    labels = np.asarray(dataset["label"])
+    documents = list(dataset["doc"])
+    identifiers = list(dataset["id"])
+    folds = grouped_folds(documents, max_folds)
+    tested = np.zeros(len(labels), dtype=bool)
+    for fold in folds:
+        tested[fold.test_indices] = True
+
+    # Load reports and per-call progress bars, once per training, would drown the
+    # one progress bar that matters here.
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets_bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        embeddings = frozen_embeddings(texts, config.model_name_or_path, config.max_length)
+        baseline_inputs = {"text": np.asarray(texts, dtype=object), "embedding": embeddings}
+        systems = [MODEL, *BASELINE_INPUTS]
+        runs: list[dict[str, Any]] = []
+        predictions = {
+            system: {seed: np.full(len(labels), -1) for seed in seeds} for system in systems
+        }
+        probabilities = {seed: np.zeros((len(labels), len(LABELS))) for seed in seeds}
+        train_seconds: list[float] = []
+        baseline_cache: dict[tuple[str, str], np.ndarray] = {}
+        progress = tqdm(
+            total=len(seeds) * len(folds), desc="cross-validation", disable=not show_progress
+        )
+        for seed in seeds:
+            run_config = dataclasses.replace(config, seed=seed, show_progress=False)
+            for fold in folds:
+                train_rows, test_rows = fold.train_indices, fold.test_indices
+                result = train(run_config, train_dataset=dataset.select(train_rows), save=False)
+                train_seconds.append(result.metrics["train_seconds"])
+                classifier = StanceClassifier(result.model, result.tokenizer, device=device)
+                fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
+                probabilities[seed][test_rows] = fold_probabilities
+                predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
+                for name, source in BASELINE_INPUTS.items():
+                    # The baselines are deterministic (no seed changes them): fitted
+                    # once per fold, scored alongside every seed's model.
+                    if (name, fold.document) not in baseline_cache:
+                        inputs = baseline_inputs[source]
+                        baseline_cache[(name, fold.document)] = fit_predict_baseline(
+                            name,
+                            inputs[train_rows],
+                            labels[train_rows],
+                            [documents[i] for i in train_rows],
+                            inputs[test_rows],
+                            seed,
+                        )
+                    predictions[name][seed][test_rows] = baseline_cache[(name, fold.document)]
+                for system in systems:
+                    metrics = classification_metrics(
+                        labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
+                    )
+                    runs.append(
+                        {"system": system, "seed": seed, "document": fold.document}
+                        | {"metrics": metrics}
+                    )
+                model_scores = runs[-len(systems)]["metrics"]
+                progress.set_postfix(
+                    seed=seed, article=fold.document[:3], macro_f1=f"{model_scores['macro_f1']:.3f}"
+                )
+                progress.update(1)
+        progress.close()
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
+        if datasets_bars_were_on:
+            datasets.enable_progress_bars()
+
+    summaries = {
+        system: summarize_system(
+            [run for run in runs if run["system"] == system], predictions[system], labels, tested
+        )
+        for system in systems
+    }
+    if len(seeds) > 1:
+        # Averaging the seeds' probabilities costs no extra training: a free look at
+        # what an ensemble would give. One value per fold, so no seed spread.
+        ensemble = np.mean([probabilities[seed] for seed in seeds], axis=0).argmax(axis=1)
+        ensemble_runs = [
+            {"system": ENSEMBLE, "seed": 0, "document": fold.document}
+            | {
+                "metrics": classification_metrics(
+                    labels[fold.test_indices].tolist(), ensemble[fold.test_indices].tolist()
+                )
+            }
+            for fold in folds
+        ]
+        summaries[ENSEMBLE] = summarize_system(ensemble_runs, {0: ensemble}, labels, tested)
+        runs.extend(ensemble_runs)
+        predictions[ENSEMBLE] = {0: ensemble}
+    comparisons = {
+        baseline: paired_differences(runs, MODEL, baseline) for baseline in BASELINE_INPUTS
+    }
+    skipped = {}
+    if not setfit_available():
+        skipped["setfit"] = "setfit is not installed (optional; not a dependency)"
+    else:
+        skipped["setfit"] = "setfit is installed, but a SetFit baseline is not implemented yet"
+
+    import torch
+
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "config": dataclasses.asdict(config),
+        "config_changes": config_changes(config),
+        "seeds": list(seeds),
+        "data": {
+            "path": config.data_path,
+            "sentences": len(labels),
+            "tested_sentences": int(tested.sum()),
+            "label_counts": label_counts(labels),
+            "documents": {
+                fold.document: {
+                    "sentences": len(fold.test_indices),
+                    "label_counts": label_counts(labels[fold.test_indices]),
+                }
+                for fold in folds
+            },
+        },
+        "folds": [fold.document for fold in folds],
+        "systems": summaries,
+        "descriptions": {
+            MODEL: f"fine-tuned {config.model_name_or_path} (head={config.head})",
+            ENSEMBLE: f"mean probabilities of the {len(seeds)} seeds' models per fold",
+        }
+        | {name: BASELINE_DESCRIPTIONS[name] for name in BASELINE_INPUTS},
+        "comparisons": comparisons,
+        "skipped": skipped,
+        "runs": runs,
+        "predictions": {
+            system: {
+                str(seed): {
+                    identifiers[index]: LABELS[int(value)]
+                    for index, value in enumerate(predicted)
+                    if tested[index]
+                }
+                for seed, predicted in by_seed.items()
+            }
+            for system, by_seed in predictions.items()
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "device": str(resolve_device(device)),
+            "cpu_count": os.cpu_count(),
+        },
+        "timing": {
+            "total_seconds": round(time.perf_counter() - started, 1),
+            "model_train_seconds_mean": round(float(np.mean(train_seconds)), 1),
+            "trainings": len(train_seconds),
+        },
+    }
+
+
+def config_changes(config: TrainConfig) -> dict[str, Any]:
+    """The fields that differ from ``TrainConfig()``'s defaults (run-only keys left out)."""
+    defaults = dataclasses.asdict(TrainConfig())
+    return {
+        key: value
+        for key, value in dataclasses.asdict(config).items()
+        if key not in RUN_ONLY_KEYS and defaults.get(key) != value
+    }
+
+
+# --------------------------------------------------------------------------- #
+# Rendering
+# --------------------------------------------------------------------------- #
+def format_summary(summary: dict[str, float]) -> str:
+    return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+
+
+def system_order(report: dict[str, Any]) -> list[str]:
+    return [name for name in (MODEL, ENSEMBLE, *BASELINE_INPUTS) if name in report["systems"]]
+
+
+def headline_table(report: dict[str, Any]) -> str:
+    """Markdown table: every system, fold and pooled macro-F1, F_avg and accuracy."""
+    header = (
+        "| system | "
+        + " | ".join(f"{METRIC_NAMES[m]} (folds)" for m in HEADLINE_METRICS)
+        + " | "
+        + " | ".join(f"{METRIC_NAMES[m]} (pooled)" for m in HEADLINE_METRICS)
+        + " |"
+    )
+    lines = [header, "|---" + "|---:" * (2 * len(HEADLINE_METRICS)) + "|"]
+    for system in system_order(report):
+        summary = report["systems"][system]
+        folds = [format_summary(summary["folds"][m]) for m in HEADLINE_METRICS]
+        pooled = [format_summary(summary["pooled"][m]) for m in HEADLINE_METRICS]
+        if system == ENSEMBLE:  # one ensemble per fold: the pooled value has no spread
+            pooled = [f"{summary['pooled'][m]['mean']:.3f}" for m in HEADLINE_METRICS]
+        name = f"**{system}**" if system == MODEL else system
+        lines.append(f"| {name} | " + " | ".join(folds + pooled) + " |")
+    return "\n".join(lines)
+
+
+def confusion_table(matrix: list[list[int]]) -> str:
+    lines = ["| true \\ predicted | " + " | ".join(LABELS) + " |", "|---" + "|---:" * 3 + "|"]
+    for label, row in zip(LABELS, matrix, strict=True):
+        lines.append(f"| {label} | " + " | ".join(str(value) for value in row) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict[str, Any], command: str) -> str:
+    """``report.md``: date and command first, then the headline table, then the detail."""
+    seeds = report["seeds"]
+    folds = report["folds"]
+    runs_per_system = len(seeds) * len(folds)
+    data = report["data"]
+    model = report["systems"][MODEL]
+    lines = [
+        "# negstance evaluation: leave-one-article-out cross-validation",
+        "",
+        f"Date: {report['created']}  ",
+        f"Command: `{command}`",
+        "",
+        "## Headline",
+        "",
+        headline_table(report),
+        "",
+        f"**folds**: score on each held-out article, mean ± sample std over {len(folds)} "
+        f"folds × {len(seeds)} seed(s) = {runs_per_system} runs. "
+        f"**pooled**: each seed's predictions on all {data['tested_sentences']} held-out "
+        f"sentences scored together, mean ± sample std over the {len(seeds)} seed(s). "
+        "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6). The baselines are "
+        "deterministic, so their spread is the spread between articles only.",
+        "",
+        "Systems: "
+        + "; ".join(f"`{name}`: {report['descriptions'][name]}" for name in system_order(report))
+        + ".",
+    ]
+    if report["skipped"]:
+        lines += [
+            "",
+            "Skipped: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items()) + ".",
+        ]
+    lines += [
+        "",
+        "## Model minus baseline, paired by article and seed",
+        "",
+        "| baseline | Δ macro-F1 | model better (of runs) | Δ F_avg | model better (of runs) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for baseline, comparison in report["comparisons"].items():
+        cells = []
+        for name in ("macro_f1", "f_avg"):
+            values = comparison[name]
+            cells += [
+                f"{values['mean']:+.3f} ± {values['std']:.3f}",
+                f"{values['wins']}/{values['n']}",
+            ]
+        lines.append(f"| {baseline} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Per label, pooled (mean ± std over seeds)",
+        "",
+        "| system | label | precision | recall | F1 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for system in system_order(report):
+        pooled = report["systems"][system]["pooled"]
+        for label in LABELS:
+            cells = [
+                format_summary(pooled[f"{label}_{name}"]) for name in ("precision", "recall", "f1")
+            ]
+            lines.append(f"| {system} | {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"## Confusion matrix of the model, summed over {len(folds)} folds and {len(seeds)} "
+        "seed(s)",
+        "",
+        "Each sentence counts once per seed. Plot: `confusion_matrix.png`.",
+        "",
+        confusion_table(model["confusion_matrix"]),
+        "",
+        "## Per article (held-out fold)",
+        "",
+        "Model: mean ± std over seeds. Baselines: macro-F1.",
+        "",
+        "| article | sentences | favor/against/none | model macro-F1 | model F_avg "
+        "| model accuracy | " + " | ".join(BASELINE_INPUTS) + " |",
+        "|---|---:|---|---:|---:|---:|" + "---:|" * len(BASELINE_INPUTS),
+    ]
+    for document in folds:
+        counts = data["documents"][document]["label_counts"]
+        fold = model["per_fold"][document]
+        cells = [format_summary(fold[name]) for name in ("macro_f1", "f_avg", "accuracy")]
+        cells += [
+            f"{report['systems'][name]['per_fold'][document]['macro_f1']['mean']:.3f}"
+            for name in BASELINE_INPUTS
+        ]
+        lines.append(
+            f"| {document} | {data['documents'][document]['sentences']} | "
+            f"{counts['favor']}/{counts['against']}/{counts['none']} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "Model confusion matrix per article (summed over seeds; rows true, columns "
+        "predicted, order favor/against/none):",
+        "",
+    ]
+    for document in folds:
+        matrix = model["per_fold"][document]["confusion_matrix"]
+        lines.append(f"- {document}: {matrix}")
+    changes = report["config_changes"]
+    timing = report["timing"]
+    lines += [
+        "",
+        "## Setup",
+        "",
+        f"- Data: `{data['path']}`, {data['sentences']} sentences "
+        f"({', '.join(f'{k} {v}' for k, v in data['label_counts'].items())}); folds: "
+        f"{len(folds)} articles held out one at a time (sklearn `LeaveOneGroupOut` on `doc`).",
+        f"- Seeds: {seeds}.",
+        "- Model config (differences from `TrainConfig` defaults): "
+        + (", ".join(f"`{k}={v}`" for k, v in changes.items()) or "none")
+        + ". Full config in `report.json`.",
+        "- Baselines: the tuned logistic regressions choose C from {0.01, 0.1, 1, 10, 100} "
+        "and class weights (none or balanced) by macro-F1 in leave-one-article-out CV on "
+        "the training articles only; `frozen_embedding_logreg_default` is untuned.",
+        f"- Time: {timing['total_seconds']} s in all; {timing['trainings']} trainings of "
+        f"{timing['model_train_seconds_mean']} s on average. Environment: "
+        + ", ".join(f"{k} {v}" for k, v in report["environment"].items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_confusion_matrices(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """One heat map per system (model first), summed over folds and seeds, as a PNG."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    systems = [name for name in system_order(report) if name != "majority"]
+    figure = Figure(figsize=(4.2 * len(systems), 4.0), layout="constrained")
+    axes = figure.subplots(1, len(systems), squeeze=False)[0]
+    for axis, system in zip(axes, systems, strict=True):
+        matrix = np.asarray(report["systems"][system]["confusion_matrix"])
+        ConfusionMatrixDisplay(matrix, display_labels=list(LABELS)).plot(
+            ax=axis, colorbar=False, cmap="Blues", values_format="d"
+        )
+        macro = report["systems"][system]["pooled"]["macro_f1"]["mean"]
+        axis.set_title(f"{system}\npooled macro-F1 {macro:.3f}", fontsize=10)
+    figure.suptitle(
+        f"Leave-one-article-out CV, summed over {len(report['folds'])} folds × "
+        f"{len(report['seeds'])} seed(s)",
+        fontsize=11,
+    )
+    figure.savefig(path, dpi=110)
+
+
+def write_report(
+    report: dict[str, Any], output_dir: str | os.PathLike[str], command: str
+) -> list[Path]:
+    """Write ``report.json``, ``report.md`` and ``confusion_matrix.png`` into ``output_dir``."""
+    directory = Path(output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    report = report | {"command": command}
+    json_path, markdown_path, plot_path = (directory / name for name in REPORT_FILES)
+    json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    markdown_path.write_text(render_markdown(report, command), encoding="utf-8")
+    plot_confusion_matrices(report, plot_path)
+    return [json_path, markdown_path, plot_path]
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A ``report.json`` written by :func:`write_report`, or None where there is none."""
+    location = Path(path)
+    if not location.is_file():
+        return None
+    try:
+        report = json.loads(location.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise NegstanceError(f"{location}: not a readable evaluation report (bad JSON)") from None
+    if not isinstance(report, dict) or MODEL not in report.get("systems", {}):
+        raise NegstanceError(f"{location}: not an evaluation report (no systems.model)")
+    return report
+
+
+# --------------------------------------------------------------------------- #
+# Command line
+# --------------------------------------------------------------------------- #
+def evaluate_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="evaluate.py",
+        allow_abbrev=False,  # else --seed=1 (a config key) would silently mean --seeds
+        description=(
+            "Leave-one-article-out cross-validation of the stance classifier and its "
+            "baselines. Any other --key=value sets a TrainConfig field of the model, "
+            "as in train.py."
+        ),
+    )
+    parser.add_argument("--config", help="the model's training config (YAML)")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=None, help="seeds per fold (default 3; --quick: 1)"
+    )
+    parser.add_argument(
+        "--max_folds",
+        type=positive_int,
+        default=None,
+        help="evaluate only the first N articles as test folds (default all; --quick: 2)",
+    )
+    parser.add_argument(
+        "--output_dir",
+        default=DEFAULT_OUTPUT_DIR,
+        help=f"where the report goes (default {DEFAULT_OUTPUT_DIR}); "
+        "not the model's output_dir: nothing is saved",
+    )
+    parser.add_argument("--device", default="auto", help="prediction device: auto, cpu, cuda")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 seed, 2 folds, 1 epoch (explicit options still win)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch and BLAS (default: as configured); on a busy machine "
+        "1 avoids oversubscription, which can slow training several times over",
+    )
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Limit torch's and the BLAS/OpenMP pools' threads for the block (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@user_errors_exit_cleanly
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``evaluate.py --config FILE [--seeds N] [--output_dir DIR] [--quick] [--key=value ...]``."""
+    arguments = list(argv or [])
+    args, rest = evaluate_parser().parse_known_args(arguments)
+    overrides: dict[str, Any] = {"num_train_epochs": 1} if args.quick else {}
+    overrides |= parse_overrides(rest)
+    config = load_config(args.config, overrides)
+    seeds_count = args.seeds or (1 if args.quick else 3)
+    max_folds = args.max_folds or (2 if args.quick else None)
+    with cpu_threads(args.threads):
+        report = cross_validate(
+            config,
+            seeds=[config.seed + offset for offset in range(seeds_count)],
+            max_folds=max_folds,
+            device=args.device,
+            show_progress=not args.no_progress,
+        )
+    command = shlex.join(["python", "scripts/evaluate.py", *arguments])
+    paths = write_report(report, args.output_dir, command)
+    print(headline_table(report))
+    print(f"wrote {', '.join(str(path) for path in paths)}")
+    return 0
