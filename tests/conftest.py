@@ -6,9 +6,11 @@ vocab.txt, and the network is switched off for the whole session.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 # Before transformers/datasets are imported anywhere: any hub access must fail.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -50,6 +52,16 @@ def tiny_bert_config(**overrides):
         max_position_embeddings=128,
         **overrides,
     )
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module, to call its ``main(argv)`` as a user would."""
+    spec = importlib.util.spec_from_file_location(
+        f"negstance_script_{name}", REPO / "scripts" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +118,9 @@ def tiny_train_args(tiny_backbone_dir, tmp_path) -> list[str]:
     ]
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Run torch on one thread for the test.
+    """Run torch on one thread in every test.
 
     On a 2-core machine shared with other jobs, two torch threads spin-wait for
     each other: measured 3x slower per MiniLM epoch (66 s vs 22 s at load

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import load_script
 
 from negstance.model.benchmark import news_like_sentences, peak_matmul_gflops, useful_flops
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "bench_inference", REPO / "scripts" / "bench_inference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_news_like_sentences_are_deterministic_with_a_long_tail(seed_sentences):
@@ -66,7 +48,7 @@ def test_peak_matmul_is_a_positive_rate():
 
 def test_quick_run_writes_a_complete_table(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    assert load_script().main(["--quick", "--output", str(output)]) == 0
+    assert load_script("bench_inference").main(["--quick", "--output", str(output)]) == 0
     report = json.loads(output.read_text(encoding="utf-8"))
     methods = [(row["method"], row["precision"]) for row in report["rows"]]
     assert methods[0] == ("transformers pipeline", "fp32")
@@ -85,10 +67,15 @@ def test_quick_run_writes_a_complete_table(tmp_path, capsys):
     assert "default precision (auto" in printed
 
     markdown = tmp_path / "bench.md"
-    assert load_script().main(["--quick", "--output", str(markdown), "--precisions", "fp32"]) == 0
+    assert (
+        load_script("bench_inference").main(
+            ["--quick", "--output", str(markdown), "--precisions", "fp32"]
+        )
+        == 0
+    )
     assert markdown.read_text(encoding="utf-8").startswith("| method | precision |")
 
 
 def test_unknown_precision_is_a_clean_error(capsys):
-    assert load_script().main(["--quick", "--precisions", "fp16"]) == 2
+    assert load_script("bench_inference").main(["--quick", "--precisions", "fp16"]) == 2
     assert "precision must be one of" in capsys.readouterr().err

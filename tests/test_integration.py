@@ -13,7 +13,6 @@ from negstance.model import DEFAULT_BACKBONE, LABELS, StanceClassifier
 from negstance.train import load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 SENTENCES = [
     "The Kremlin said Putin is ready for talks with Trump without preconditions.",

@@ -13,8 +13,6 @@ from negstance.model import LABELS, NegstanceBertForSequenceClassification, Stan
 from negstance.model.errors import NegstanceError
 from negstance.model.modeling import build_model, load_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
-
 # Lengths from 1 to ~90 tokens, so length sorting reorders them and batches need padding.
 TEXTS = [
     "Talks.",

@@ -31,15 +31,6 @@ ARTICLE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model is dominated by thread hand-offs; one thread keeps it fast on busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
     lines = (REPO / "data" / "seed_sentences.jsonl").read_text(encoding="utf-8").splitlines()

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from negstance.model.modeling import (
     DEFAULT_BACKBONE,
@@ -36,27 +36,8 @@ from negstance.model.modeling import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 predict_script = load_script("predict")
 train_script = load_script("train")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tiny test models gain nothing from threads; on a busy machine, threads
-    waiting for each other made the training tests here over ten times slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def weights_of(directory: Path) -> dict[str, torch.Tensor]:

@@ -7,21 +7,19 @@ its file and its ``main`` called with an argument list, in-process.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from negstance.model import LABELS, StanceClassifier
 from negstance.train.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 SENTENCES = [
     "The Kremlin said Putin is ready for talks without preconditions.",
@@ -32,15 +30,6 @@ SENTENCES = [
     "Peace now?",
 ]
 PROBABILITY_COLUMNS = [f"prob_{label}" for label in LABELS]
-
-
-def load_script(name: str) -> ModuleType:
-    path = REPO / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"negstance_script_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from negstance.train import TrainResult, load_config, load_seed_dataset, train
 from negstance.train.training import class_weights
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")
