@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -294,22 +294,37 @@ def save_checkpoint(
         PosixPath('runs/default')
     """
     target = Path(path)
+    with staged_directory(target) as staging:
+        with _without_transformers_progress_bars():
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
+    return target
+
+
+@contextlib.contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A fresh directory beside ``target`` that replaces it whole when the block ends.
+
+    If the block raises, ``target`` is untouched and the staging directory removed;
+    if the process is killed, the next save of ``target`` clears what was left.
+
+    Example:
+        >>> with staged_directory(Path("runs/default")) as staging:  # doctest: +SKIP
+        ...     (staging / "config.json").write_text("{}")
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_interrupted_saves(target)
     staging = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.saving-{os.getpid()}-", dir=target.parent)
     )
     try:
-        with _without_transformers_progress_bars():
-            model.save_pretrained(staging, safe_serialization=True)
-            tokenizer.save_pretrained(staging)
-        for name, text in (extra_files or {}).items():
-            (staging / name).write_text(text, encoding="utf-8")
+        yield staging
         replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
 
 
 def replace_directory(staging: Path, target: Path) -> None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory
-from negstance.model.modeling import remove_interrupted_saves, replace_directory
+from negstance.model.modeling import staged_directory
 from negstance.train.config import TrainConfig
 
 STATE_FORMAT = 1
@@ -112,12 +110,7 @@ def save_training_state(
         >>> save_training_state("runs/default.state", config=config, epoch=3, ...)  # doctest: +SKIP
     """
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_interrupted_saves(target)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.saving-{os.getpid()}-", dir=target.parent)
-    )
-    try:
+    with staged_directory(target) as staging:
         save_model(model, str(staging / "model.safetensors"))
         optimizer_state = optimizer.state_dict()
         moments: dict[str, torch.Tensor] = {}
@@ -141,10 +134,6 @@ def save_training_state(
             "log_lines": log_lines,
         }
         (staging / "state.json").write_text(json.dumps(document, indent=1), encoding="utf-8")
-        replace_directory(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
