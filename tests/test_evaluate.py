@@ -18,6 +18,7 @@ from negstance.train.config import load_config
 from negstance.train.data import load_seed_dataset
 from negstance.train.evaluate import (
     MODEL,
+    bootstrap_difference,
     grouped_folds,
     paired_differences,
     summarize,
@@ -93,6 +94,10 @@ def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
     assert len(report["runs"]) == 2 * len(SYSTEMS)
     assert set(report["comparisons"]) == set(SYSTEMS) - {MODEL}
     assert "setfit" in report["skipped"]
+    assert report["bootstrap"]["baseline"] in SYSTEMS
+    assert report["bootstrap"]["resamples"] == 100  # --quick
+    for metric in ("macro_f1", "f_avg"):
+        assert report["bootstrap"][metric]["low"] <= report["bootstrap"][metric]["high"]
 
 
 def test_quick_run_never_trains_on_the_held_out_article(quick_run):
@@ -185,6 +190,17 @@ def test_summaries_use_the_sample_std_and_pair_runs_by_seed_and_article():
     differences = paired_differences(runs, "model", "base")["macro_f1"]
     assert differences["mean"] == pytest.approx(((0.8 - 0.6) + (0.5 - 0.6)) / 2)
     assert differences["wins"] == 1
+
+
+def test_bootstrap_interval_is_zero_for_equal_predictions_and_positive_for_a_better_model():
+    labels = np.array([0, 1, 2] * 20)
+    guesses = np.array([2] * 60)
+    same = bootstrap_difference(labels, [guesses, guesses], guesses, resamples=50)
+    assert same["macro_f1"]["low"] == same["macro_f1"]["high"] == 0.0
+    better = bootstrap_difference(labels, [labels.copy()], guesses, resamples=50)
+    assert better["macro_f1"]["low"] > 0.5
+    assert better["f_avg"]["low"] == pytest.approx(1.0)  # perfect vs no favor/against at all
+    assert better["f_avg"]["share_above_zero"] == 1.0
 
 
 def test_bad_arguments_exit_with_a_one_line_error(capsys, evaluate_script):
