@@ -474,7 +474,7 @@ def confusion_table(matrix: list[list[int]]) -> str:
     return "\n".join(lines)
 
 
-def verdict_lines(report: dict[str, Any]) -> list[str]:
+def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
     """Model against the strongest baseline per headline measure, in plain words.
 
     A margin counts as clear only when it exceeds twice the model's seed-to-seed
@@ -515,9 +515,10 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
             f"model averaged over seeds): {intervals}. An interval that contains 0 means the "
             "data cannot tell the two apart.",
         ]
+    where = "in the next section" if in_report else "in the report's `report.md`"
     lines += [
         "",
-        "Fold-level differences, paired by article and seed, are in the next section; the "
+        f"Fold-level differences, paired by article and seed, are {where}; the "
         "spread between articles is far larger than between seeds.",
     ]
     return lines

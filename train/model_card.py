@@ -26,7 +26,13 @@ from datasets import Dataset
 from negstance.model.errors import NegstanceError
 from negstance.model.modeling import DEFAULT_BACKBONE, LABELS
 from negstance.train.config import TrainConfig
-from negstance.train.evaluate import MODEL, RUN_ONLY_KEYS, headline_table, load_report
+from negstance.train.evaluate import (
+    MODEL,
+    RUN_ONLY_KEYS,
+    headline_table,
+    load_report,
+    verdict_lines,
+)
 
 LABEL_DEFINITIONS = {
     "favor": "readiness to talk, calls for or support of talks, optimism or momentum "
@@ -132,6 +138,8 @@ def evaluation_section(
         "**folds**: mean ± std over held-out articles × seeds; **pooled**: all held-out "
         "predictions of a seed scored together, mean ± std over seeds. "
         "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6).",
+        "",
+        *verdict_lines(report, in_report=False),
     ]
     differences = configuration_differences(config, report)
     if differences:
