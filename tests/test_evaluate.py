@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import load_script
 from sklearn.metrics import f1_score
 
 from negstance.model.modeling import LABEL2ID, LABELS
@@ -33,13 +33,8 @@ SYSTEMS = (MODEL, *BASELINE_INPUTS)
 
 @pytest.fixture(scope="module")
 def evaluate_script():
-    """``main`` of scripts/evaluate.py (scripts/ is not a package, so load it by path)."""
-    spec = importlib.util.spec_from_file_location(
-        "negstance_scripts_evaluate", REPO / "scripts" / "evaluate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    """``main`` of scripts/evaluate.py, called as a user's command line would."""
+    return load_script("evaluate").main
 
 
 @pytest.fixture(scope="module")

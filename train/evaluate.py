@@ -62,6 +62,8 @@ ENSEMBLE = "model_seed_ensemble"
 HEADLINE_METRICS = ("macro_f1", "f_avg", "accuracy")
 METRIC_NAMES = {"macro_f1": "macro-F1", "f_avg": "F_avg", "accuracy": "accuracy"}
 DEFAULT_OUTPUT_DIR = "reports/evaluation"
+# A smoke test must never overwrite the real report that model cards quote.
+QUICK_OUTPUT_DIR = "runs/evaluation-quick"
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png")
 # Keys of TrainConfig that do not change what is learned, left out of config comparisons.
 RUN_ONLY_KEYS = (
@@ -666,7 +668,8 @@ def plot_confusion_matrices(report: dict[str, Any], path: str | os.PathLike[str]
             ax=axis, colorbar=False, cmap="Blues", values_format="d"
         )
         macro = report["systems"][system]["pooled"]["macro_f1"]["mean"]
-        axis.set_title(f"{system}\npooled macro-F1 {macro:.3f}", fontsize=10)
+        once = " (each sentence once)" if system == ENSEMBLE else ""
+        axis.set_title(f"{system}{once}\npooled macro-F1 {macro:.3f}", fontsize=10)
     figure.suptitle(
         f"Leave-one-article-out CV, summed over {len(report['folds'])} folds × "
         f"{len(report['seeds'])} seed(s)",
@@ -728,9 +731,9 @@ def evaluate_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--output_dir",
-        default=DEFAULT_OUTPUT_DIR,
-        help=f"where the report goes (default {DEFAULT_OUTPUT_DIR}); "
-        "not the model's output_dir: nothing is saved",
+        default=None,
+        help=f"where the report goes (default {DEFAULT_OUTPUT_DIR}; --quick: "
+        f"{QUICK_OUTPUT_DIR}); not the model's output_dir: no model is saved",
     )
     parser.add_argument("--device", default="auto", help="prediction device: auto, cpu, cuda")
     parser.add_argument(
@@ -793,7 +796,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
         )
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
-    paths = write_report(report, args.output_dir, command)
+    output_dir = args.output_dir or (QUICK_OUTPUT_DIR if args.quick else DEFAULT_OUTPUT_DIR)
+    paths = write_report(report, output_dir, command)
     print(headline_table(report))
     print(f"wrote {', '.join(str(path) for path in paths)}")
     return 0
