@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from negstance.model.modeling import (
     resolve_model_path,
     save_checkpoint,
 )
+
+if TYPE_CHECKING:
+    from transformers import BertConfig, PreTrainedTokenizerBase
 
 # Joins that news prose uses between two clauses; the second sentence is lower-cased.
 _CLAUSE_JOINS = (", and ", ", while ", "; ", ", but ", ", as ")
@@ -77,24 +80,31 @@ def news_like_sentences(seed_texts: Sequence[str], count: int, seed: int = 0) ->
     return sentences
 
 
-def build_tiny_checkpoint(directory: str | os.PathLike[str]) -> Path:
-    """A tiny random negstance checkpoint (hidden 32, 2 layers) with MiniLM's tokenizer.
+def build_tiny_checkpoint(
+    directory: str | os.PathLike[str],
+    backbone: BertConfig | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> Path:
+    """A tiny random negstance checkpoint, by default hidden 32, 2 layers, MiniLM's tokenizer.
 
-    For smoke runs: measures the machinery, not realistic speed.
+    For smoke runs and tests: it measures the machinery, not realistic speed.
+    ``backbone`` (a ``BertConfig``) and ``tokenizer`` replace the defaults.
     """
     from transformers import AutoTokenizer, BertConfig
 
     torch.manual_seed(0)
-    backbone = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-    )
+    if backbone is None:
+        backbone = BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(DEFAULT_BACKBONE), trust_remote_code=False
+        )
     config = NegstanceBertConfig(
         **backbone.to_dict() | {"num_labels": 3, "id2label": ID2LABEL, "label2id": LABEL2ID}
     )
     model = NegstanceBertForSequenceClassification(config).eval()
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(DEFAULT_BACKBONE), trust_remote_code=False
-    )
     return save_checkpoint(model, tokenizer, directory)
 
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -528,9 +528,16 @@ class StanceClassifier:
         return probabilities[0] if single else probabilities
 
     def probabilities_and_truncation(
-        self, texts: Sequence[str], batch_size: int = 32
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
     ) -> tuple[np.ndarray, int]:
-        """``predict_proba`` for a list, plus how many texts were cut to ``max_length``."""
+        """``predict_proba`` for a list, plus how many texts were cut to ``max_length``.
+
+        ``on_batch``, if given, is called after every batch with the number of
+        texts classified so far (a progress bar's hook).
+        """
         texts = validate_texts(texts)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -568,6 +575,8 @@ class StanceClassifier:
                 ).to(self.device)
                 logits = self.model(**batch).logits.float()
                 probabilities[indices] = torch.softmax(logits, dim=-1).cpu().numpy()
+                if on_batch is not None:
+                    on_batch(start + len(indices))
         return probabilities, len(too_long)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

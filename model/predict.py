@@ -16,7 +16,7 @@ import itertools
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,19 +105,33 @@ def _shard_bounds(length: int, processes: int, index: int) -> tuple[int, int]:
 
 
 def _classify_texts(
-    classifier: StanceClassifier, texts: list[str], batch_size: int, accelerator: Any
+    classifier: StanceClassifier,
+    texts: list[str],
+    batch_size: int,
+    accelerator: Any,
+    on_progress: Callable[[float], None] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Probabilities for ``texts`` (non-empty), split over the processes and gathered back."""
+    """Probabilities for ``texts`` (non-empty), split over the processes and gathered back.
+
+    ``on_progress`` gets the fraction of ``texts`` done after every batch; under
+    several processes it is this process's fraction of its own shard, a close
+    estimate of the whole since the shards are equal and run in step.
+    """
     processes = accelerator.num_processes
+    start, end = _shard_bounds(len(texts), processes, accelerator.process_index)
+    on_batch = None
+    if on_progress is not None and end > start:
+        on_batch = lambda done: on_progress(done / (end - start))  # noqa: E731
     if processes == 1:
-        return classifier.probabilities_and_truncation(texts, batch_size=batch_size)
+        return classifier.probabilities_and_truncation(
+            texts, batch_size=batch_size, on_batch=on_batch
+        )
     if not texts:  # every process sees the same chunk, so all of them skip together
         return np.zeros((0, len(classifier.labels)), dtype=np.float32), 0
     from accelerate.utils import gather
 
-    start, end = _shard_bounds(len(texts), processes, accelerator.process_index)
     probabilities, truncated = classifier.probabilities_and_truncation(
-        texts[start:end], batch_size=batch_size
+        texts[start:end], batch_size=batch_size, on_batch=on_batch
     )
     # Equal-sized slots make it one tensor all-gather; the bounds of every
     # slice are known everywhere, so the padding rows are simply dropped.
@@ -253,8 +267,21 @@ def predict_file(
                 rows_done = skip
             items = _sentence_rows(chunk, documents, rows_done)
             wanted = [index for index, item in enumerate(items) if item[2].strip()]
+            # The bar moves per batch, not per chunk: a chunk can take minutes.
+            advanced = 0
+
+            def show_progress_within_chunk(fraction: float, rows: int = len(chunk)) -> None:
+                nonlocal advanced
+                target = min(int(rows * fraction), rows)
+                progress.update(target - advanced)
+                advanced = target
+
             probabilities, truncated = _classify_texts(
-                classifier, [items[index][2] for index in wanted], batch_size, accelerator
+                classifier,
+                [items[index][2] for index in wanted],
+                batch_size,
+                accelerator,
+                on_progress=show_progress_within_chunk if visible else None,
             )
             by_item = dict(zip(wanted, probabilities, strict=True))
             summary.truncated += truncated
@@ -281,7 +308,7 @@ def predict_file(
             summary.rows = rows_done
             if writer is not None:
                 writer.checkpoint(rows_done)
-            progress.update(len(chunk))
+            progress.update(len(chunk) - advanced)
             if documents:
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress.set_postfix_str(f"{summary.classified / elapsed:.0f} sentences/s")

@@ -80,25 +80,10 @@ def tiny_backbone_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint_dir(tmp_path_factory) -> Path:
     """A tiny random negstance classifier checkpoint (mean-pooling head)."""
-    import torch
+    from negstance.model.benchmark import build_tiny_checkpoint
 
-    from negstance.model.modeling import (
-        ID2LABEL,
-        LABEL2ID,
-        NegstanceBertConfig,
-        NegstanceBertForSequenceClassification,
-        save_checkpoint,
-    )
-
-    torch.manual_seed(0)
-    config = NegstanceBertConfig(
-        **tiny_bert_config().to_dict()
-        | {"num_labels": 3, "id2label": ID2LABEL, "label2id": LABEL2ID}
-    )
-    model = NegstanceBertForSequenceClassification(config).eval()
     directory = tmp_path_factory.mktemp("tiny_checkpoint") / "checkpoint"
-    save_checkpoint(model, tiny_tokenizer(), directory)
-    return directory
+    return build_tiny_checkpoint(directory, tiny_bert_config(), tiny_tokenizer())
 
 
 @pytest.fixture()

@@ -222,6 +222,33 @@ def test_count_records_for_the_progress_bar(tmp_path):
         assert count_records(tmp_path / name) == expected[name]
 
 
+def test_progress_bar_moves_per_batch_within_a_chunk(classifier, texts, tmp_path, monkeypatch):
+    import negstance.model.predict as predict_module
+
+    updates: list[int] = []
+
+    class RecordingBar:
+        def __init__(self, *args, **kwargs) -> None:
+            self.total = kwargs.get("total")
+
+        def update(self, count: int) -> None:
+            updates.append(count)
+
+        def set_postfix_str(self, text: str) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(predict_module, "tqdm", RecordingBar)
+    source = tmp_path / "news.txt"
+    source.write_text("\n".join(texts[:40]) + "\n\n", encoding="utf-8")  # 40 texts, 1 empty row
+    predict_file(classifier, source, tmp_path / "out.jsonl", batch_size=8, chunk_size=1000)
+    # One chunk of 41 rows: five batches of 8 move the bar, the empty row comes last.
+    assert len([count for count in updates if count > 0]) >= 5
+    assert sum(updates) == 41 and all(count >= 0 for count in updates)
+
+
 def test_cli_reports_precision_and_writes_in_order(tiny_checkpoint_dir, texts, tmp_path, capsys):
     source = tmp_path / "news.txt"
     source.write_text("\n".join(texts[:5]) + "\n", encoding="utf-8")
