@@ -117,7 +117,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     from negstance.model.predict import predict_file
 
     accelerator = None
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    if not world_size.isdigit():
+        raise NegstanceError(f"WORLD_SIZE must be a process count, got {world_size!r}")
+    if int(world_size) > 1:
         from accelerate import PartialState
         from accelerate.utils import parse_flag_from_env
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from negstance.model.errors import NegstanceError
 
@@ -65,12 +66,21 @@ def check_encoding(encoding: str) -> None:
         ) from None
 
 
+def is_wide_encoding(encoding: str) -> bool:
+    """UTF-16 and UTF-32 spend several bytes on a newline: their lines cannot be split as bytes."""
+    return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+
+
 def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Lines decoded one by one, so a bad byte is reported with its line number."""
     try:
         handle = path.open("rb")
     except OSError as error:
         raise NegstanceError(f"cannot read {path}: {error.strerror}") from None
+    if is_wide_encoding(encoding):
+        with handle:
+            yield from _wide_decoded_lines(handle, path, encoding)
+        return
     with handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
@@ -85,6 +95,21 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
             if line_number == 1:
                 line = line.removeprefix("\ufeff")
             yield line_number, line
+
+
+def _wide_decoded_lines(handle: BinaryIO, path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    text = io.TextIOWrapper(handle, encoding=encoding, newline="")
+    lines_read = 0
+    try:
+        for line in text:
+            lines_read += 1
+            yield lines_read, line
+    except UnicodeDecodeError:
+        # The decoder works in blocks, so the bad byte is at or after this line.
+        raise NegstanceError(
+            f"{path}, line {lines_read + 1} or later: not valid {encoding} text; "
+            "pass the file's --encoding"
+        ) from None
 
 
 def read_records(
@@ -278,6 +303,11 @@ class OutputWriter:
         self._bytes_done = 0
         if resume and self.progress.exists():
             self.rows_done, self._bytes_done = self._read_progress()
+            if self.format == "csv" and self._bytes_done > 0:
+                # The header already on disk fixes the columns; rebuilding them from the
+                # first resumed row could put values under the wrong names.
+                with self.partial.open(encoding="utf-8", newline="") as handle:
+                    self.columns = next(csv.reader(handle), None)
         self._resume = resume
         self._handle: TextIO | None = None
         self._csv: Any = None

@@ -148,26 +148,28 @@ def build_model(
         "classifier_dropout": classifier_dropout,
     }
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        if head == "cls":
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, use_safetensors=True, trust_remote_code=False, **label_kwargs
-            )
-        elif head == "mean":
-            backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-            if backbone_config.model_type not in ("bert", NegstanceBertConfig.model_type):
-                raise NegstanceError(
-                    f"head=mean supports BERT-family backbones; {model_name_or_path!r} is "
-                    f"{backbone_config.model_type!r}: use head=cls for it"
+        with _quiet_transformers_loading():
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            if head == "cls":
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    path, use_safetensors=True, trust_remote_code=False, **label_kwargs
                 )
-            config = NegstanceBertConfig(
-                pooling="mean", **{**backbone_config.to_dict(), **label_kwargs}
-            )
-            model = NegstanceBertForSequenceClassification.from_pretrained(
-                path, config=config, use_safetensors=True
-            )
-        else:
-            raise NegstanceError(f"head must be 'mean' or 'cls', not {head!r}")
+            elif head == "mean":
+                backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+                if backbone_config.model_type not in ("bert", NegstanceBertConfig.model_type):
+                    raise NegstanceError(
+                        f"head=mean supports BERT-family backbones; {model_name_or_path!r} is "
+                        f"{backbone_config.model_type!r}: use head=cls for it"
+                    )
+                # A negstance checkpoint as the backbone already carries `pooling`; override it.
+                config = NegstanceBertConfig(
+                    **{**backbone_config.to_dict(), "pooling": "mean", **label_kwargs}
+                )
+                model = NegstanceBertForSequenceClassification.from_pretrained(
+                    path, config=config, use_safetensors=True
+                )
+            else:
+                raise NegstanceError(f"head must be 'mean' or 'cls', not {head!r}")
     except NegstanceError:
         raise
     except (OSError, ValueError) as error:
@@ -187,6 +189,20 @@ def build_model(
             reason = f"not a local directory, nor in the Hugging Face cache ({_first_line(error)})"
         raise NegstanceError(f"cannot load backbone {model_name_or_path!r}: {reason}") from None
     return model, tokenizer
+
+
+def check_max_length(model: PreTrainedModel, max_length: int, model_name_or_path: str) -> None:
+    """Refuse a ``max_length`` beyond the model's position embeddings.
+
+    Without this check, tokens past the last position make the forward pass fail with
+    a tensor-size error deep inside the encoder.
+    """
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and max_length > positions:
+        raise NegstanceError(
+            f"max_length {max_length} is more than the {positions} token positions "
+            f"of {model_name_or_path}: use max_length <= {positions}"
+        )
 
 
 def check_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
@@ -223,15 +239,22 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _without_transformers_progress_bars() -> Any:
-    """Loading a small checkpoint should not draw progress bars on the user's terminal."""
+def _quiet_transformers_loading() -> Any:
+    """No progress bars and no load report while loading a small model.
+
+    The report lists the new classification head as MISSING and advises training it,
+    which is what negstance is about to do: noise on the user's terminal.
+    """
     from transformers.utils import logging as transformers_logging
 
     was_enabled = transformers_logging.is_progress_bar_enabled()
+    verbosity = transformers_logging.get_verbosity()
     transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
     try:
         yield
     finally:
+        transformers_logging.set_verbosity(verbosity)
         if was_enabled:
             transformers_logging.enable_progress_bar()
 
@@ -258,7 +281,7 @@ def load_checkpoint(
             f"{sorted(label2id)}, expected {list(LABELS)}); is it a checkpoint from train.py?"
         )
     try:
-        with _without_transformers_progress_bars():
+        with _quiet_transformers_loading():
             model = AutoModelForSequenceClassification.from_pretrained(
                 directory, use_safetensors=True, trust_remote_code=False
             )
@@ -295,7 +318,7 @@ def save_checkpoint(
     """
     target = Path(path)
     with staged_directory(target) as staging:
-        with _without_transformers_progress_bars():
+        with _quiet_transformers_loading():
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
         for name, text in (extra_files or {}).items():
@@ -445,6 +468,21 @@ class StanceClassifier:
         precision: str = "fp32",
         max_length: int | None = None,
     ) -> None:
+        """Wrap a loaded sequence-classification model and its tokenizer.
+
+        Most code wants ``from_pretrained``; this is for a model already in memory
+        (e.g. just trained). ``device`` and ``precision`` are as in
+        ``from_pretrained``. ``precision`` defaults to exact ``"fp32"`` in code;
+        ``scripts/predict.py`` defaults to ``"auto"``. ``max_length`` caps the
+        tokens per text (default: the tokenizer's limit, at most the model's
+        position embeddings); longer texts are truncated.
+
+        Example:
+            >>> model, tokenizer = load_checkpoint("runs/default")  # doctest: +SKIP
+            >>> classifier = StanceClassifier(model, tokenizer, device="cpu")  # doctest: +SKIP
+            >>> classifier.predict("Talks resumed.")  # doctest: +SKIP
+            'favor'
+        """
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.tokenizer = tokenizer
@@ -482,7 +520,8 @@ class StanceClassifier:
         ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
         ``"cuda"`` or ``"cuda:N"``. ``precision``: ``"fp32"`` (exact),
         ``"bf16"`` (autocast), ``"int8"`` (CPU dynamic quantisation) or
-        ``"auto"`` (bf16 where the hardware runs it natively).
+        ``"auto"`` (bf16 where the hardware runs it natively). ``max_length``:
+        tokens per text before truncation (default: the checkpoint's limit).
         """
         model, tokenizer = load_checkpoint(path)
         return cls(model, tokenizer, device=device, precision=precision, max_length=max_length)
@@ -495,14 +534,22 @@ class StanceClassifier:
 
     @property
     def labels(self) -> list[str]:
+        """Label names in class-id order: the columns of ``predict_proba``.
+
+        Example:
+            >>> classifier.labels  # doctest: +SKIP
+            ['favor', 'against', 'none']
+        """
         return [self.id2label[index] for index in range(len(self.id2label))]
 
     @property
     def id2label(self) -> dict[int, str]:
+        """Class id → label name, from the checkpoint's ``config.json``."""
         return {int(key): value for key, value in self.model.config.id2label.items()}
 
     @property
     def label2id(self) -> dict[str, int]:
+        """Label name → class id; the inverse of ``id2label``."""
         return {label: index for index, label in self.id2label.items()}
 
     @overload
@@ -586,7 +633,14 @@ class StanceClassifier:
 
 
 def validate_texts(texts: Sequence[str]) -> Sequence[str]:
-    """Type and content checks shared by every prediction entry point."""
+    """Type and content checks shared by every prediction entry point.
+
+    A bare ``str`` is refused here: it is a sequence of characters, and would be
+    classified one character at a time. ``predict``/``predict_proba`` wrap a
+    single string in a list before they get here.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings here; wrap a single text: [text]")
     if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Sequence):
         raise TypeError(
             f"texts must be a string or a sequence of strings, not {type(texts).__name__}"

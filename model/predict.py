@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from negstance.model.errors import NegstanceError
-from negstance.model.io import OutputWriter, Record, read_records
+from negstance.model.io import OutputWriter, Record, is_wide_encoding, read_records
 from negstance.model.modeling import StanceClassifier
 from negstance.model.text import split_sentences
 
@@ -111,7 +111,7 @@ def _classify_texts(
     accelerator: Any,
     on_progress: Callable[[float], None] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Probabilities for ``texts`` (non-empty), split over the processes and gathered back.
+    """Probabilities for ``texts`` (the non-blank rows), split over the processes and gathered.
 
     ``on_progress`` gets the fraction of ``texts`` done after every batch; under
     several processes it is this process's fraction of its own shard, a close
@@ -248,7 +248,8 @@ def predict_file(
     summary.resumed_from = skip
     visible = show_progress and accelerator.is_main_process
     progress = tqdm(
-        total=count_records(input_path) if visible else None,
+        # count_records counts newline bytes; unknown (no ETA) for UTF-16/32.
+        total=count_records(input_path) if visible and not is_wide_encoding(encoding) else None,
         initial=skip,
         unit=" documents" if documents else " sentences",
         desc="predict",

@@ -29,7 +29,7 @@ from negstance.model.benchmark import (
 )
 from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
 from negstance.model.errors import NegstanceError
-from negstance.model.io import read_records, write_text_atomic
+from negstance.model.io import check_writable_directory, read_records, write_text_atomic
 from negstance.model.modeling import PRECISIONS
 
 SEED_SENTENCES = Path(__file__).resolve().parents[1] / "data" / "seed_sentences.jsonl"
@@ -107,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise NegstanceError(
             f"--precisions: precision must be one of {', '.join(PRECISIONS)}, not {unknown}"
         )
+    if args.output:
+        # Checked now, not after minutes of timing.
+        if Path(args.output).suffix not in (".json", ".md"):
+            raise NegstanceError(f"--output must end in .json or .md, not {args.output!r}")
+        check_writable_directory(Path(args.output).resolve().parent, "--output")
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="negstance-bench-model-") as scratch:

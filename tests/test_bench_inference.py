@@ -79,3 +79,20 @@ def test_quick_run_writes_a_complete_table(tmp_path, capsys):
 def test_unknown_precision_is_a_clean_error(capsys):
     assert load_script("bench_inference").main(["--quick", "--precisions", "fp16"]) == 2
     assert "precision must be one of" in capsys.readouterr().err
+
+
+def test_a_bad_output_path_is_refused_before_any_timing(tmp_path, capsys, monkeypatch):
+    script = load_script("bench_inference")
+
+    def fail_if_called(*args, **kwargs):
+        raise AssertionError("the benchmark ran before --output was checked")
+
+    monkeypatch.setattr(script, "run_benchmark", fail_if_called)
+    assert script.main(["--quick", "--output", str(tmp_path / "nodir" / "x.md")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --output: directory {tmp_path / 'nodir'} does not exist (create it first)"
+    )
+    assert script.main(["--quick", "--output", str(tmp_path / "x.txt")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --output must end in .json or .md, not {str(tmp_path / 'x.txt')!r}"
+    )

@@ -127,6 +127,27 @@ def test_predict_encoding_option_reads_latin1(tiny_checkpoint_dir, tmp_path, cap
     assert "error" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["in.txt", "in.csv"])
+def test_predict_reads_utf16_input(name, tiny_checkpoint_dir, tmp_path, capsys):
+    # UTF-16's newline is two bytes: the input cannot be split into lines as bytes.
+    header = "text,id\n" if name.endswith(".csv") else ""
+    rows = ["Talks resumed.", "Kyiv café reopened."]
+    body = "".join(row + (",1" if header else "") + "\r\n" for row in rows)
+    source = make_input(tmp_path, name, (header + body).encode("utf-16"))
+    output = tmp_path / "out.jsonl"
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
+    assert predict_script.main([*argv, "--encoding", "utf-16", "--no_progress"]) == 0
+    written = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert [row["text"] for row in written] == rows
+    capsys.readouterr()
+    broken = make_input(tmp_path, "broken.txt", "Talks resumed.\n".encode("utf-16") + b"\x00\xd8")
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(broken)]
+    argv += ["--output", str(tmp_path / "o.jsonl"), "--encoding", "utf-16", "--no_progress"]
+    assert error_line(predict_script.main, argv, capsys) == (
+        f"error: {broken}, line 2 or later: not valid utf-16 text; pass the file's --encoding"
+    )
+
+
 def test_predict_unknown_encoding(tiny_checkpoint_dir, tmp_path, capsys):
     source = make_input(tmp_path, "in.txt", "Talks resumed.\n")
     argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source)]
@@ -515,6 +536,36 @@ def test_train_rejects_missing_backbone(tiny_train_args, tmp_path, capsys):
     assert line == f"error: cannot load backbone '{tmp_path / 'nowhere'}': no such directory"
 
 
+def test_train_refuses_max_length_beyond_the_position_embeddings(
+    tiny_train_args, tiny_backbone_dir, tmp_path, capsys
+):
+    # The tiny backbone has 128 positions; one sentence longer than that used to
+    # crash with a tensor-size RuntimeError deep inside the encoder.
+    argv = [*tiny_train_args, "--max_length=1000"]
+    assert error_line(train_script.main, argv, capsys) == (
+        f"error: max_length 1000 is more than the 128 token positions of {tiny_backbone_dir}: "
+        "use max_length <= 128"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_negstance_checkpoint_can_be_the_backbone_of_a_new_run(
+    tiny_train_args, tiny_checkpoint_dir, seed_sentences, tmp_path
+):
+    # Fine-tuning further from a finished checkpoint; its config already has `pooling`.
+    data = write_jsonl(tmp_path / "data.jsonl", seed_sentences[::5])
+    argv = [
+        *tiny_train_args,
+        f"--model_name_or_path={tiny_checkpoint_dir}",
+        f"--data_path={data}",
+        "--num_train_epochs=1",
+    ]
+    assert train_script.main(argv) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["pooling"] == "mean"
+    assert saved["id2label"] == {"0": "favor", "1": "against", "2": "none"}
+
+
 # --------------------------------------------------------------------------- #
 # The Python API
 # --------------------------------------------------------------------------- #
@@ -538,6 +589,13 @@ def test_predict_api_rejects_non_strings(classifier, texts, message):
     with pytest.raises(TypeError) as raised:
         classifier.predict(texts)
     assert str(raised.value) == message
+
+
+def test_the_list_entry_point_refuses_a_bare_string(classifier):
+    # A str is a sequence of characters: it would be classified one letter at a time.
+    with pytest.raises(TypeError, match=r"wrap a single text: \[text\]"):
+        classifier.probabilities_and_truncation("Talks resumed.")
+    assert classifier.predict_proba("Talks resumed.").shape == (3,)
 
 
 @pytest.mark.parametrize("texts", ["", "   ", ["Talks resumed.", "\n"]])

@@ -143,11 +143,54 @@ def test_grouped_folds_put_each_document_on_one_side_only():
     assert len(grouped_folds(documents, max_folds=2)) == 2
 
 
-def test_grouped_folds_refuse_a_single_document():
+def test_grouped_folds_refuse_fewer_than_three_documents():
     from negstance.model.errors import NegstanceError
 
-    with pytest.raises(NegstanceError, match="at least two documents"):
-        grouped_folds(["a", "a", "a"])
+    # Two is too few: the tuned baselines need two documents inside each training fold.
+    for documents in (["a", "a", "a"], ["a", "b", "a", "b"]):
+        with pytest.raises(NegstanceError, match="at least three documents"):
+            grouped_folds(documents)
+    assert len(grouped_folds(["a", "b", "c"])) == 3
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_a_label_found_in_one_document_only_is_a_one_line_error(capsys, evaluate_script, tmp_path):
+    rows = [
+        {"text": f"Sentence {doc} {label} {index}.", "label": label, "doc": doc}
+        for doc in ("a", "b", "c")
+        for label in ("favor", "none")
+        for index in range(2)
+    ] + [{"text": "Only here: no talks.", "label": "against", "doc": "a"}]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    code = evaluate_script(["--quick", f"--data_path={data}", "--output_dir", str(tmp_path / "r")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert error == (
+        "error: every 'against' sentence is in document 'a': holding it out leaves no "
+        "example of that label to train on; label some in another document"
+    )
+
+
+def test_an_unwritable_output_dir_is_refused_before_any_training(
+    capsys, evaluate_script, tmp_path, monkeypatch
+):
+    import negstance.train.evaluate as evaluate_module
+
+    def fail_if_called(*args, **kwargs):
+        raise AssertionError("cross-validation ran before the output directory was checked")
+
+    monkeypatch.setattr(evaluate_module, "cross_validate", fail_if_called)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("", encoding="utf-8")
+    assert evaluate_script(["--quick", "--output_dir", str(blocker / "report")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: --output_dir: {blocker} is a file, not a directory"
+    )
 
 
 def test_macro_f1_and_f_avg_match_scikit_learn_on_a_hand_made_example():

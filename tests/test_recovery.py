@@ -152,10 +152,13 @@ def prediction_input(tmp_path: Path) -> Path:
     texts = [f"Delegation {index} said talks could resume next week." for index in range(11)]
     texts[4] = ""  # empty rows must resume in step too
     source = tmp_path / "in.jsonl"
-    source.write_text(
-        "".join(json.dumps({"id": index, "text": text}) + "\n" for index, text in enumerate(texts)),
-        encoding="utf-8",
-    )
+    # From row 6 on, records carry a field the first one lacks: a resumed CSV must keep
+    # the header already on disk, not rebuild its columns from the first resumed row.
+    records = [
+        {"id": index, "text": text} | ({"section": "world"} if index >= 6 else {})
+        for index, text in enumerate(texts)
+    ]
+    source.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     return source
 
 

@@ -40,7 +40,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer
 from transformers import AutoModel, AutoTokenizer
 
-from negstance.model.modeling import mean_pool, resolve_model_path
+from negstance.model.modeling import check_max_length, mean_pool, resolve_model_path
 
 # Which input each baseline reads: the raw sentence or its frozen embedding.
 BASELINE_INPUTS: dict[str, str] = {
@@ -145,6 +145,7 @@ def frozen_embeddings(
     path = resolve_model_path(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     encoder = AutoModel.from_pretrained(path, trust_remote_code=False).to(device).eval()
+    check_max_length(encoder, max_length, model_name_or_path)
     vectors = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(

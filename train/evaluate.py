@@ -46,6 +46,7 @@ from sklearn.model_selection import LeaveOneGroupOut
 
 from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
 from negstance.model.errors import NegstanceError
+from negstance.model.io import check_writable_directory
 from negstance.model.modeling import LABELS
 from negstance.train.baselines import (
     BASELINE_DESCRIPTIONS,
@@ -97,10 +98,12 @@ def grouped_folds(documents: Sequence[str], max_folds: int | None = None) -> lis
         [0, 2]
     """
     groups = np.asarray(documents)
-    if len(set(documents)) < 2:
+    # Three, because the tuned baselines run a second leave-one-document-out CV
+    # inside each training fold, which needs two documents of its own.
+    if len(set(documents)) < 3:
         raise NegstanceError(
-            "grouped cross-validation needs sentences from at least two documents "
-            "(the data's `doc` field)"
+            "grouped cross-validation needs sentences from at least three documents "
+            f"(the data's `doc` field); found {len(set(documents))}"
         )
     folds = [
         Fold(str(groups[test[0]]), train.tolist(), test.tolist())
@@ -258,6 +261,14 @@ def cross_validate(
     documents = list(dataset["doc"])
     identifiers = list(dataset["id"])
     folds = grouped_folds(documents, max_folds)
+    for fold in folds:
+        missing = set(range(len(LABELS))) - set(labels[fold.train_indices].tolist())
+        if missing:
+            names = ", ".join(repr(LABELS[label]) for label in sorted(missing))
+            raise NegstanceError(
+                f"every {names} sentence is in document {fold.document!r}: holding it out "
+                "leaves no example of that label to train on; label some in another document"
+            )
     tested = np.zeros(len(labels), dtype=bool)
     for fold in folds:
         tested[fold.test_indices] = True
@@ -784,6 +795,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, Any] = {"num_train_epochs": 1} if args.quick else {}
     overrides |= parse_overrides(rest)
     config = load_config(args.config, overrides)
+    output_dir = args.output_dir or (QUICK_OUTPUT_DIR if args.quick else DEFAULT_OUTPUT_DIR)
+    # Checked now, not after an hour of cross-validation.
+    check_writable_directory(Path(output_dir), "--output_dir", create=True)
     seeds_count = args.seeds or (1 if args.quick else 3)
     max_folds = args.max_folds or (2 if args.quick else None)
     with cpu_threads(args.threads):
@@ -796,7 +810,6 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
         )
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
-    output_dir = args.output_dir or (QUICK_OUTPUT_DIR if args.quick else DEFAULT_OUTPUT_DIR)
     paths = write_report(report, output_dir, command)
     print(headline_table(report))
     print(f"wrote {', '.join(str(path) for path in paths)}")

@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import LABELS, build_model, save_checkpoint
+from negstance.model.modeling import LABELS, build_model, check_max_length, save_checkpoint
 from negstance.train.config import TrainConfig
 from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
 from negstance.train.metrics import classification_metrics
@@ -194,6 +194,7 @@ def train(
     model, tokenizer = build_model(
         config.model_name_or_path, head=config.head, classifier_dropout=config.classifier_dropout
     )
+    check_max_length(model, config.max_length, config.model_name_or_path)
     train_tokens = tokenize(train_dataset, tokenizer, config.max_length)
     train_loader = make_loader(
         train_tokens, tokenizer, config.per_device_train_batch_size, True, config.seed
