@@ -7,8 +7,9 @@ checkpoint; each is warmed up, then timed over the whole set in several rounds
 alike), and the median round is reported with the spread.
 
 Compute utilisation is an estimate: useful FLOPs (from the real, unpadded token
-counts) divided by the time, over the peak of this machine taken as the
-GFLOP/s of a large fp32 matrix product measured here and now.
+counts) divided by the time, over the peak of this machine for the arithmetic
+the method runs in, taken as the GFLOP/s of a large matrix product in that
+arithmetic (fp32, bf16, or int8 dynamic quantisation) measured here and now.
 """
 
 from __future__ import annotations
@@ -115,21 +116,44 @@ def build_untrained_checkpoint(directory: str | os.PathLike[str]) -> Path:
     return save_checkpoint(model, tokenizer, directory)
 
 
-def peak_matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
-    """GFLOP/s of the best of ``repeats`` ``size``x``size`` fp32 matrix products here.
+def peak_matmul_gflops(size: int = 2048, repeats: int = 3, precision: str = "fp32") -> float:
+    """GFLOP/s of the best of ``repeats`` ``size``x``size`` matrix products here.
 
-    Stands in for the machine's peak: vendor peaks assume clocks and
-    instructions a shared machine rarely gives.
+    ``precision`` is the arithmetic: ``fp32``, ``bf16`` (bf16 operands, as
+    autocast feeds a Linear layer) or ``int8`` (a dynamically quantised Linear
+    layer, activation quantisation included, as ``precision="int8"`` runs).
+    Stands in for the machine's peak in that arithmetic: vendor peaks assume
+    clocks and instructions a shared machine rarely gives.
+
+    Example:
+        >>> peak_matmul_gflops(size=256, repeats=1, precision="bf16") > 0  # doctest: +SKIP
+        True
     """
-    left, right = torch.randn(size, size), torch.randn(size, size)
+    left = torch.randn(size, size)
+    if precision == "int8":
+        product = _quantised_linear(size)
+    elif precision in ("fp32", "bf16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        left, right = left.to(dtype), torch.randn(size, size, dtype=dtype)
+
+        def product(matrix: torch.Tensor) -> torch.Tensor:
+            return matrix @ right
+    else:
+        raise ValueError(f"precision must be fp32, bf16 or int8, not {precision!r}")
     with torch.inference_mode():
-        left @ right  # first call pays for thread start-up
+        product(left)  # first call pays for thread start-up and weight packing
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            left @ right
+            product(left)
             best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def _quantised_linear(size: int) -> torch.nn.Module:
+    """A ``size``x``size`` Linear layer quantised exactly as ``StanceClassifier`` does."""
+    linear = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
+    return StanceClassifier.quantise_linear_layers(linear)
 
 
 def useful_flops(model: torch.nn.Module, token_counts: Sequence[int]) -> float:
@@ -157,6 +181,7 @@ class BenchRow:
     precision: str
     sentences: int
     round_seconds: list[float]
+    arithmetic: str = "fp32"  # what ``precision`` resolved to: the peak it is measured against
     sentences_per_second: float = 0.0
     spread: tuple[float, float] = (0.0, 0.0)
     ratio_to_pipeline: float | None = None
@@ -177,7 +202,7 @@ class BenchReport:
     cpu: str
     cpu_capability: str
     native_bf16: bool
-    peak_gflops: float
+    peak_gflops: dict[str, float]  # per arithmetic (fp32, bf16, int8)
     sentences: int
     tokens_mean: float
     tokens_p50: float
@@ -205,8 +230,10 @@ class BenchReport:
             note = f" ({row.note})" if row.note else ""
             lines.append(
                 f"| {row.method}{note} | {row.precision} | {row.sentences_per_second:.0f} "
-                f"({low:.0f}–{high:.0f}) | {ratio} | {agreement} | {row.utilisation:.1%} |"
+                f"({low:.0f}–{high:.0f}) | {ratio} | {agreement} | {row.utilisation:.1%} "
+                f"of {row.arithmetic} |"
             )
+        peaks = ", ".join(f"{name} {value:.0f}" for name, value in self.peak_gflops.items())
         lines += [
             "",
             f"{self.sentences} news-like sentences (tokens: mean {self.tokens_mean:.1f}, "
@@ -216,9 +243,11 @@ class BenchReport:
             f"{'yes' if self.native_bf16 else 'no'}); batch size {self.batch_size}; "
             f"median of {self.repeats} timed rounds after a warm-up. Compute utilisation = "
             "useful FLOPs (2 × non-embedding parameters × tokens + attention, unpadded) "
-            f"per second over {self.peak_gflops:.0f} GFLOP/s, the best fp32 2048×2048 matrix "
-            "product measured on this machine before and after the rounds with the same "
-            "threads (an estimate of its peak, not the vendor's; int8 arithmetic can pass it).",
+            "per second over the peak of the arithmetic the method runs in: the best "
+            "2048×2048 matrix product in that arithmetic measured on this machine before and "
+            f"after the rounds with the same threads (GFLOP/s: {peaks}; int8 is a dynamically "
+            "quantised Linear layer, activation quantisation included). An estimate of the "
+            "peak, not the vendor's.",
         ]
         if self.command:
             lines += ["", f"Command: `{self.command}`"]
@@ -232,6 +261,7 @@ class _Method:
     sentences: int
     run: Callable[[list[str]], Any]
     note: str = ""
+    arithmetic: str = "fp32"
 
 
 def _pipeline_method(
@@ -259,6 +289,7 @@ def _classifier_method(
         count,
         lambda texts: classifier.predict_proba(texts, batch_size=batch_size),
         note,
+        classifier.precision,
     )
 
 
@@ -281,7 +312,12 @@ def _predict_file_method(
         )
 
     return _Method(
-        "negstance predict_file, end to end", "auto", count, run, f"auto → {classifier.precision}"
+        "negstance predict_file, end to end",
+        "auto",
+        count,
+        run,
+        f"auto → {classifier.precision}",
+        classifier.precision,
     )
 
 
@@ -338,8 +374,6 @@ def run_benchmark(
         min(len(ids), reference.max_length)
         for ids in tokenizer(texts, truncation=False)["input_ids"]
     ]
-    log("measuring this machine's fp32 matrix-product peak ...")
-    peak_before = peak_matmul_gflops()
 
     methods = [_pipeline_method(model_dir, reference.device, batch_size, len(texts))]
     for precision in precisions:
@@ -364,9 +398,14 @@ def run_benchmark(
                 *load_checkpoint(model_dir), device=device, precision="auto"
             )
             methods.append(_predict_file_method(end_to_end, Path(scratch), batch_size, len(texts)))
+        arithmetics = list(dict.fromkeys(method.arithmetic for method in methods))
+        log(f"measuring this machine's matrix-product peak ({', '.join(arithmetics)}) ...")
+        peak_before = {name: peak_matmul_gflops(precision=name) for name in arithmetics}
         seconds, outputs = _timed_rounds(methods, texts, repeats, log)
     # Measured again afterwards: on a shared machine one reading can catch a busy spell.
-    peak = max(peak_before, peak_matmul_gflops())
+    peaks = {
+        name: max(peak_before[name], peak_matmul_gflops(precision=name)) for name in arithmetics
+    }
 
     reference_index = next(
         index
@@ -384,6 +423,7 @@ def run_benchmark(
             precision=method.precision,
             sentences=method.sentences,
             round_seconds=[round(value, 4) for value in method_seconds],
+            arithmetic=method.arithmetic,
             sentences_per_second=method.sentences / median_seconds,
             spread=(min(rates), max(rates)),
             gflops_per_second=useful_flops(model, token_counts[: method.sentences])
@@ -391,7 +431,7 @@ def run_benchmark(
             / 1e9,
             note=method.note,
         )
-        row.utilisation = row.gflops_per_second / peak
+        row.utilisation = row.gflops_per_second / peaks[method.arithmetic]
         labels = output
         if isinstance(output, np.ndarray):
             labels = [reference.id2label[int(i)] for i in output.argmax(axis=1)]
@@ -413,7 +453,7 @@ def run_benchmark(
         cpu=_cpu_name(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         native_bf16=cpu_supports_bf16(),
-        peak_gflops=peak,
+        peak_gflops=peaks,
         sentences=len(texts),
         tokens_mean=float(np.mean(token_counts)),
         tokens_p50=float(np.median(token_counts)),

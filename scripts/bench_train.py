@@ -1,7 +1,7 @@
 """Time the full default training run: ``python scripts/bench_train.py [--repeats N]``.
 
 Budget: the default training (``configs/default.yaml``: all-MiniLM-L6-v2, seed
-set, 10 epochs) takes at most 60 s of wall time on a 2-core CPU. Each repeat
+set, 5 epochs) takes at most 60 s of wall time on a 2-core CPU. Each repeat
 trains into a temporary directory; only the ``train()`` call is timed (the
 imports before it are not). Extra ``--key=value`` arguments override the config.
 """

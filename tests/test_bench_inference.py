@@ -42,8 +42,14 @@ def test_useful_flops_counts_matrix_products_and_attention(tiny_checkpoint_dir):
     assert useful_flops(model, [10, 20]) == pytest.approx(expected)
 
 
-def test_peak_matmul_is_a_positive_rate():
-    assert peak_matmul_gflops(size=128, repeats=1) > 0
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_peak_matmul_is_a_positive_rate_in_each_arithmetic(precision):
+    assert peak_matmul_gflops(size=128, repeats=1, precision=precision) > 0
+
+
+def test_peak_matmul_refuses_an_unknown_arithmetic():
+    with pytest.raises(ValueError, match="fp32, bf16 or int8"):
+        peak_matmul_gflops(size=8, repeats=1, precision="fp16")
 
 
 def test_quick_run_writes_a_complete_table(tmp_path, capsys):
@@ -61,7 +67,14 @@ def test_quick_run_writes_a_complete_table(tmp_path, capsys):
     for row in report["rows"]:
         assert row["sentences_per_second"] > 0 and row["utilisation"] > 0
         assert len(row["round_seconds"]) == 1
-    assert report["sentences"] == 64 and report["peak_gflops"] > 0
+        # Each row's utilisation is against the peak of the arithmetic it ran in.
+        peak = report["peak_gflops"][row["arithmetic"]]
+        assert row["utilisation"] == pytest.approx(row["gflops_per_second"] / peak)
+    assert by_method[("negstance", "int8")]["arithmetic"] == "int8"
+    assert by_method[("negstance", "bf16")]["arithmetic"] == "bf16"
+    assert by_method[("transformers pipeline", "fp32")]["arithmetic"] == "fp32"
+    assert set(report["peak_gflops"]) == {"fp32", "bf16", "int8"}
+    assert report["sentences"] == 64
     printed = capsys.readouterr().out
     assert "| transformers pipeline | fp32 |" in printed
     assert "default precision (auto" in printed
@@ -96,3 +109,24 @@ def test_a_bad_output_path_is_refused_before_any_timing(tmp_path, capsys, monkey
     assert capsys.readouterr().err.strip() == (
         f"error: --output must end in .json or .md, not {str(tmp_path / 'x.txt')!r}"
     )
+
+
+def test_memory_benchmark_quick_run_reports_each_size(tmp_path, capsys):
+    output = tmp_path / "memory.json"
+    assert load_script("bench_memory").main(["--quick", "--output", str(output)]) == 0
+    report = json.loads(output.read_text(encoding="utf-8"))
+    assert [result["lines"] for result in report["results"]] == [500, 5000]
+    for result in report["results"]:
+        # A Python process with torch loaded is well over 100 MB; a child that never
+        # ran predict.py would report a few MB.
+        assert 100 < result["peak_rss_mb"] < 4000
+        assert result["summary"].startswith("wrote ")
+    assert "5000 lines: peak RSS" in capsys.readouterr().out
+
+
+def test_memory_benchmark_reports_a_failing_predict_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "no-such-checkpoint"
+    assert load_script("bench_memory").main(["--lines", "3", "--model", str(missing)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: predict.py failed (exit 2): error: ")
+    assert "\n" not in error

@@ -1,0 +1,110 @@
+"""Peak memory of ``scripts/predict.py`` as the input grows: it should stay flat.
+
+    python scripts/bench_memory.py --model runs/default --lines 10000 100000
+    python scripts/bench_memory.py --lines 10000 1000000   # tiny random model: the I/O path alone
+    python scripts/bench_memory.py --quick                  # seconds (smoke test)
+
+For each size, N news-like sentences are written to a .txt file and classified
+by ``scripts/predict.py`` in a fresh process; its peak resident set size (the
+kernel's ``ru_maxrss`` of the child) is reported. predict.py streams the input
+in chunks, so the peak should not grow with N. Without ``--model`` a tiny
+random checkpoint is used: the model's own memory is then negligible and what
+is left is the cost of reading, batching and writing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from negstance.model.benchmark import build_tiny_checkpoint, news_like_sentences
+from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+from negstance.model.errors import NegstanceError
+from negstance.model.io import check_writable_directory, read_records, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_SENTENCES = REPO / "data" / "seed_sentences.jsonl"
+
+
+def write_sentences(path: Path, count: int, seed: int = 0) -> None:
+    """``count`` news-like lines in ``path``, written in slices so this process stays small."""
+    seeds = [record.text for record in read_records(SEED_SENTENCES)]
+    with path.open("w", encoding="utf-8") as handle:
+        for start in range(0, count, 100_000):
+            slice_size = min(100_000, count - start)
+            handle.write("\n".join(news_like_sentences(seeds, slice_size, seed + start)) + "\n")
+
+
+def peak_rss_of_predict(model: str, source: Path, output: Path, extra: Sequence[str]) -> dict:
+    """Run predict.py on ``source`` in a child process; its own peak RSS and wall time."""
+    command = [sys.executable, str(REPO / "scripts" / "predict.py"), "--model", model]
+    command += ["--input", str(source), "--output", str(output), "--overwrite", "--no_progress"]
+    with tempfile.TemporaryFile() as messages_file:
+        started = time.perf_counter()
+        # Its last line is the summary (stdout) or the error (stderr).
+        child = subprocess.Popen([*command, *extra], stdout=messages_file, stderr=subprocess.STDOUT)
+        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would be the
+        # largest of all children so far); ru_maxrss is in KiB on Linux.
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        messages_file.seek(0)
+        messages = messages_file.read().decode("utf-8", "replace").strip().splitlines()
+    last_message = messages[-1] if messages else ""
+    if child.returncode != 0:
+        raise NegstanceError(f"predict.py failed (exit {child.returncode}): {last_message}")
+    with output.open("rb") as handle:
+        rows = sum(1 for _ in handle)
+    return {
+        "lines": rows,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "seconds": round(seconds, 2),
+        "summary": last_message,
+    }
+
+
+@user_errors_exit_cleanly
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="bench_memory.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="checkpoint directory (default: a tiny random model)")
+    parser.add_argument(
+        "--lines", type=positive_int, nargs="+", default=[10_000, 1_000_000], help="input sizes"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny model, 500 and 5000 lines")
+    parser.add_argument("--output", help="also write the results as JSON here")
+    args, extra = parser.parse_known_args(argv)
+    if args.output:  # checked now, not after minutes of classifying
+        check_writable_directory(Path(args.output).resolve().parent, "--output")
+    sizes = [500, 5000] if args.quick else args.lines
+    results = []
+    with tempfile.TemporaryDirectory(prefix="negstance-bench-memory-") as scratch:
+        scratch_path = Path(scratch)
+        model = args.model or str(build_tiny_checkpoint(scratch_path / "tiny"))
+        for count in sizes:
+            source = scratch_path / f"sentences-{count}.txt"
+            write_sentences(source, count)
+            result = peak_rss_of_predict(model, source, scratch_path / "out.jsonl", extra)
+            if result["lines"] != count:
+                raise NegstanceError(f"predict.py wrote {result['lines']} rows for {count} lines")
+            results.append(result)
+            print(
+                f"{count:>9} lines: peak RSS {result['peak_rss_mb']:.0f} MB, "
+                f"{result['seconds']:.1f} s ({result['summary']})",
+                flush=True,
+            )
+            source.unlink()
+    report = {"model": args.model or "tiny random model", "extra_arguments": extra}
+    report["results"] = results
+    if args.output:
+        write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
