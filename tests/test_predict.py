@@ -249,13 +249,20 @@ def test_progress_bar_moves_per_batch_within_a_chunk(classifier, texts, tmp_path
     assert sum(updates) == 41 and all(count >= 0 for count in updates)
 
 
-def test_cli_reports_precision_and_writes_in_order(tiny_checkpoint_dir, texts, tmp_path, capsys):
+@pytest.mark.parametrize("native_bf16, expected", [(False, "fp32"), (True, "bf16")])
+def test_cli_reports_precision_and_writes_in_order(
+    tiny_checkpoint_dir, texts, tmp_path, capsys, monkeypatch, native_bf16, expected
+):
+    from negstance.model import modeling
+
+    # The CLI's default precision is auto: what it resolves to depends on the CPU.
+    monkeypatch.setattr(modeling, "cpu_supports_bf16", lambda: native_bf16)
     source = tmp_path / "news.txt"
     source.write_text("\n".join(texts[:5]) + "\n", encoding="utf-8")
     output = tmp_path / "out.jsonl"
     arguments = ["--model", str(tiny_checkpoint_dir), "--input", str(source)]
     assert predict_main([*arguments, "--output", str(output), "--no_progress"]) == 0
-    assert "(fp32 on cpu)" in capsys.readouterr().out
+    assert f"({expected} on cpu)" in capsys.readouterr().out
     assert [row["text"] for row in read_jsonl(output)] == texts[:5]
 
 
