@@ -64,6 +64,22 @@ def test_batched_sorted_probabilities_are_in_input_order(classifier, texts):
     np.testing.assert_allclose(shuffled, batched[order], atol=1e-5)
 
 
+def test_batches_are_padded_to_a_multiple_of_eight_tokens(classifier, texts):
+    # Few distinct shapes keep oneDNN's per-shape kernel cache, and so memory, small.
+    widths = []
+    hook = classifier.model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+        with_kwargs=True,
+    )
+    try:
+        classifier.predict_proba(texts, batch_size=8)
+    finally:
+        hook.remove()
+    assert len(widths) == -(-len(texts) // 8)
+    assert all(width % 8 == 0 and width <= classifier.max_length for width in widths)
+    assert len(set(widths)) > 1  # still sorted by length: not everything padded to the maximum
+
+
 def test_over_long_texts_are_truncated_by_the_tokenizer_and_counted(classifier, texts):
     long_text = " ".join(texts[:10])  # well over the tiny model's 128 positions
     probabilities, truncated = classifier.probabilities_and_truncation(
