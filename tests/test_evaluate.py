@@ -13,7 +13,7 @@ from conftest import load_script
 from sklearn.metrics import f1_score
 
 from negstance.model.modeling import LABEL2ID, LABELS
-from negstance.train.baselines import BASELINE_INPUTS
+from negstance.train.baselines import BASELINE_INPUTS, SETFIT
 from negstance.train.config import load_config
 from negstance.train.data import load_seed_dataset
 from negstance.train.evaluate import (
@@ -37,9 +37,24 @@ def evaluate_script():
     return load_script("evaluate").main
 
 
+def quick_argv(backbone: Path, output_dir: Path) -> list[str]:
+    return [
+        "--quick",
+        f"--model_name_or_path={backbone}",
+        "--output_dir",
+        str(output_dir),
+        "--no_progress",
+        "--threads=1",  # tests may share the CPU with other jobs
+    ]
+
+
 @pytest.fixture(scope="module")
 def quick_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
-    """One ``evaluate.py --quick`` run on the tiny backbone, with every training recorded."""
+    """One ``evaluate.py --quick`` run on the tiny backbone, with every training recorded.
+
+    setfit is made to look uninstalled: this is the path without it, wherever tests run.
+    """
+    import negstance.train.evaluate as evaluate_module
     import negstance.train.training as training
 
     output_dir = tmp_path_factory.mktemp("evaluation")
@@ -50,19 +65,48 @@ def quick_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
         trained_on.append(set(train_dataset["doc"]))
         return real_train(config, train_dataset=train_dataset, **kwargs)
 
-    argv = [
-        "--quick",
-        f"--model_name_or_path={tiny_backbone_dir}",
-        "--output_dir",
-        str(output_dir),
-        "--no_progress",
-        "--threads=1",  # tests may share the CPU with other jobs
-    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training, "train", recording_train)
-        status = evaluate_script(argv)
+        patch.setattr(evaluate_module, "setfit_available", lambda: False)
+        status = evaluate_script(quick_argv(tiny_backbone_dir, output_dir))
     report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
     return {"status": status, "dir": output_dir, "report": report, "trained_on": trained_on}
+
+
+@pytest.fixture(scope="module")
+def quick_setfit_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
+    """``evaluate.py --quick`` with the real SetFit baseline, every SetFit fit recorded.
+
+    Run from an empty working directory, to see that SetFit leaves nothing there.
+    """
+    pytest.importorskip("setfit")
+    import negstance.train.evaluate as evaluate_module
+
+    output_dir = tmp_path_factory.mktemp("evaluation_setfit")
+    working_dir = tmp_path_factory.mktemp("working_dir")
+    fits: list[dict] = []
+    real_fit = evaluate_module.fit_predict_setfit
+
+    def recording_fit(train_texts, train_labels, test_texts, model_name_or_path, seed, **kwargs):
+        fits.append(
+            {"train": list(train_texts), "test": list(test_texts), "seed": seed}
+            | {"model_name_or_path": model_name_or_path, **kwargs}
+        )
+        return real_fit(train_texts, train_labels, test_texts, model_name_or_path, seed, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate_module, "fit_predict_setfit", recording_fit)
+        patch.chdir(working_dir)
+        argv = [*quick_argv(tiny_backbone_dir, output_dir), f"--data_path={SEED_DATA}"]
+        status = evaluate_script(argv)
+    report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
+    return {
+        "status": status,
+        "dir": output_dir,
+        "report": report,
+        "fits": fits,
+        "left_in_working_dir": sorted(path.name for path in working_dir.iterdir()),
+    }
 
 
 def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
@@ -88,7 +132,9 @@ def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
         assert set(summary["per_fold"]) == set(report["folds"])
     assert len(report["runs"]) == 2 * len(SYSTEMS)
     assert set(report["comparisons"]) == set(SYSTEMS) - {MODEL}
-    assert "setfit" in report["skipped"]
+    assert SETFIT not in report["systems"]
+    assert "setfit is not installed" in report["skipped"][SETFIT]
+    assert any(line.startswith("Skipped: setfit: setfit is not installed") for line in markdown)
     assert report["bootstrap"]["baseline"] in SYSTEMS
     assert report["bootstrap"]["resamples"] == 100  # --quick
     for metric in ("macro_f1", "f_avg"):
@@ -103,10 +149,10 @@ def test_quick_run_never_trains_on_the_held_out_article(quick_run):
         assert len(training_documents) == 4  # all the other articles
 
 
-def test_reported_pooled_scores_match_scikit_learn_on_the_saved_predictions(quick_run):
-    report = quick_run["report"]
+def assert_pooled_scores_match_saved_predictions(report: dict, systems: tuple[str, ...]) -> None:
+    """Rescore each system's saved held-out predictions with scikit-learn."""
     truth = {row["id"]: row["label"] for row in map(json.loads, SEED_DATA.open(encoding="utf-8"))}
-    for system in SYSTEMS:
+    for system in systems:
         predicted = report["predictions"][system]["42"]
         identifiers = sorted(predicted)
         assert {identifier[:3] for identifier in identifiers} == {
@@ -122,8 +168,98 @@ def test_reported_pooled_scores_match_scikit_learn_on_the_saved_predictions(quic
         assert pooled["f_avg"]["mean"] == pytest.approx((per_label[0] + per_label[1]) / 2)
         matrix = np.asarray(report["systems"][system]["confusion_matrix"])
         assert matrix.sum() == len(identifiers)
+
+
+def test_reported_pooled_scores_match_scikit_learn_on_the_saved_predictions(quick_run):
+    report = quick_run["report"]
+    assert_pooled_scores_match_saved_predictions(report, SYSTEMS)
     majority = report["predictions"]["majority"]["42"]
     assert set(majority.values()) == {"none"}  # the most frequent label of every training split
+
+
+def test_quick_run_with_setfit_reports_it_like_the_other_baselines(quick_setfit_run):
+    assert quick_setfit_run["status"] == 0
+    report = quick_setfit_run["report"]
+    systems = (*SYSTEMS, SETFIT)
+    assert SETFIT not in report["skipped"]
+    summary = report["systems"][SETFIT]
+    for scope in ("folds", "pooled"):
+        for metric in ("macro_f1", "f_avg", "accuracy", "against_f1", "none_recall"):
+            assert set(summary[scope][metric]) == {"mean", "std", "n"}
+    assert summary["folds"]["macro_f1"]["n"] == 2  # 2 folds × 1 seed
+    assert set(summary["per_fold"]) == set(report["folds"])
+    assert len(report["runs"]) == 2 * len(systems)
+    assert {
+        (run["seed"], run["document"]) for run in report["runs"] if run["system"] == SETFIT
+    } == {(42, document) for document in report["folds"]}
+    assert report["comparisons"][SETFIT]["macro_f1"]["n"] == 2
+    assert "num_iterations=1" in report["descriptions"][SETFIT]  # --quick
+    assert report["timing"]["setfit_fits"] == 2
+    assert_pooled_scores_match_saved_predictions(report, (SETFIT,))
+    markdown = (quick_setfit_run["dir"] / "report.md").read_text(encoding="utf-8")
+    assert "\n| setfit | " in markdown  # headline and per-label tables
+    assert "| model accuracy | majority | tfidf_logreg" in markdown
+    assert "| frozen_embedding_logreg_default | setfit |" in markdown  # per-article header
+    assert "Skipped:" not in markdown
+
+
+def test_setfit_is_fitted_per_fold_and_seed_on_the_training_articles_only(quick_setfit_run):
+    report = quick_setfit_run["report"]
+    document_of = {
+        row["text"]: row["doc"] for row in map(json.loads, SEED_DATA.open(encoding="utf-8"))
+    }
+    fits = quick_setfit_run["fits"]
+    assert len(fits) == len(report["folds"])
+    for held_out, fit in zip(report["folds"], fits, strict=True):
+        assert {document_of[text] for text in fit["test"]} == {held_out}
+        assert held_out not in {document_of[text] for text in fit["train"]}
+        assert len({document_of[text] for text in fit["train"]}) == 4
+        assert fit["seed"] == 42
+        assert fit["num_iterations"] == 1  # --quick
+        assert fit["max_length"] == report["config"]["max_length"]
+        assert fit["model_name_or_path"] == report["config"]["model_name_or_path"]
+    assert quick_setfit_run["left_in_working_dir"] == []  # no ./checkpoints
+
+
+def test_setfit_baseline_wraps_a_plain_bert_with_mean_pooling(
+    tiny_backbone_dir, tmp_path, monkeypatch
+):
+    setfit = pytest.importorskip("setfit")
+    from negstance.model.errors import NegstanceError
+    from negstance.train.baselines import fit_predict_setfit
+
+    loaded = []
+    real_from_pretrained = setfit.SetFitModel.from_pretrained
+
+    def recording_from_pretrained(*args, **kwargs):
+        loaded.append(real_from_pretrained(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(setfit.SetFitModel, "from_pretrained", recording_from_pretrained)
+    monkeypatch.chdir(tmp_path)
+    texts = [
+        f"{words} {index}"
+        for index in range(8)
+        for words in ("peace talks now", "no surrender ever", "rain in the city")
+    ]
+    labels = [0, 1, 2] * 8
+
+    def fit(seed: int, max_length: int = 32) -> np.ndarray:
+        return fit_predict_setfit(
+            texts, labels, texts, str(tiny_backbone_dir), seed, max_length, num_iterations=2
+        )
+
+    predicted = fit(seed=3)
+    assert predicted.shape == (len(texts),)
+    assert np.mean(predicted == labels) >= 0.9  # three easy templates, seen in training
+    assert np.array_equal(fit(seed=3), predicted)  # seeded: the same run gives the same
+    body = loaded[0].model_body
+    assert [type(module).__name__ for module in body] == ["Transformer", "Pooling"]
+    assert body[1].get_config_dict()["pooling_mode"] == "mean"
+    assert body.max_seq_length == 32
+    assert list(tmp_path.iterdir()) == []  # its checkpoints went to a temporary directory
+    with pytest.raises(NegstanceError, match="128 token positions"):
+        fit(seed=3, max_length=256)
 
 
 def test_grouped_folds_put_each_document_on_one_side_only():
@@ -235,6 +371,12 @@ def test_bootstrap_interval_is_zero_for_equal_predictions_and_positive_for_a_bet
     guesses = np.array([2] * 60)
     same = bootstrap_difference(labels, [guesses, guesses], guesses, resamples=50)
     assert same["macro_f1"]["low"] == same["macro_f1"]["high"] == 0.0
+    # One array per seed (SetFit) is averaged like the model's seeds.
+    assert bootstrap_difference(labels, [labels], [guesses, guesses], 50) == bootstrap_difference(
+        labels, [labels], guesses, 50
+    )
+    equal = bootstrap_difference(labels, [labels, guesses], [guesses, labels], resamples=50)
+    assert equal["macro_f1"]["low"] == equal["macro_f1"]["high"] == pytest.approx(0.0)
     better = bootstrap_difference(labels, [labels.copy()], guesses, resamples=50)
     assert better["macro_f1"]["low"] > 0.5
     assert better["f_avg"]["low"] == pytest.approx(1.0)  # perfect vs no favor/against at all

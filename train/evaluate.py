@@ -4,8 +4,9 @@ Each of the five articles is held out in turn (``LeaveOneGroupOut`` on the
 ``doc`` column): no sentence of the test article is seen in training, and
 anything tuned (the baselines' regularisation) is tuned inside the training
 articles only. The fine-tuned model and every baseline see the same folds and
-seeds. ``scripts/evaluate.py`` wraps :func:`evaluate_main`; the report lands in
-``<output_dir>/report.json``, ``report.md`` and ``confusion_matrix.png``.
+seeds; SetFit, the one seed-dependent baseline (and optional), is fitted anew
+for every seed. ``scripts/evaluate.py`` wraps :func:`evaluate_main`; the report
+lands in ``<output_dir>/report.json``, ``report.md`` and ``confusion_matrix.png``.
 
 Two kinds of summary are reported, and always labelled:
 
@@ -51,7 +52,9 @@ from negstance.model.modeling import LABELS
 from negstance.train.baselines import (
     BASELINE_DESCRIPTIONS,
     BASELINE_INPUTS,
+    SETFIT,
     fit_predict_baseline,
+    fit_predict_setfit,
     frozen_embeddings,
     setfit_available,
 )
@@ -187,7 +190,7 @@ def paired_differences(
 def bootstrap_difference(
     labels: np.ndarray,
     model_predictions: Sequence[np.ndarray],
-    baseline_predictions: np.ndarray,
+    baseline_predictions: np.ndarray | Sequence[np.ndarray],
     resamples: int,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
@@ -195,8 +198,10 @@ def bootstrap_difference(
 
     The seeds' spread says nothing about how much the scores would move with other
     sentences; with 153 of them, that uncertainty is the larger one. Paired: each
-    resample scores the model (averaged over seeds) and the baseline on the same rows.
+    resample scores the model and the baseline on the same rows, each averaged over
+    its seeds (``baseline_predictions``: one array, or one per seed as for SetFit).
     """
+    baseline_by_seed = np.atleast_2d(np.asarray(baseline_predictions))
     generator = np.random.default_rng(seed)
     differences: dict[str, list[float]] = {"macro_f1": [], "f_avg": []}
     for _ in range(resamples):
@@ -208,7 +213,8 @@ def bootstrap_difference(
             )
 
         model = np.mean([per_label_f1(predicted) for predicted in model_predictions], axis=0)
-        difference = model - per_label_f1(baseline_predictions)
+        baseline = np.mean([per_label_f1(predicted) for predicted in baseline_by_seed], axis=0)
+        difference = model - baseline
         differences["macro_f1"].append(float(difference.mean()))
         differences["f_avg"].append(float(difference[:2].mean()))
     return {
@@ -233,11 +239,15 @@ def cross_validate(
     device: str = "auto",
     show_progress: bool = True,
     bootstrap_resamples: int = 1000,
+    setfit_iterations: int | None = None,
 ) -> dict[str, Any]:
     """Train and test the model and the baselines on every fold and seed; the report dict.
 
     ``config`` is the model's training config; each run uses it with ``seed``
     replaced. Its ``validation_docs`` are ignored: the folds decide what is held out.
+    SetFit runs only where it is installed; ``setfit_iterations`` is its
+    ``num_iterations`` (None: SetFit's default pair sampling, see
+    :func:`~negstance.train.baselines.fit_predict_setfit`).
     """
     import datasets
     import transformers
@@ -272,9 +282,11 @@ def cross_validate(
     tested = np.zeros(len(labels), dtype=bool)
     for fold in folds:
         tested[fold.test_indices] = True
+    run_setfit = setfit_available()
+    baselines = [*BASELINE_INPUTS, SETFIT] if run_setfit else list(BASELINE_INPUTS)
 
     # Load reports and per-call progress bars, once per training, would drown the
-    # one progress bar that matters here.
+    # progress bars that matter here.
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -283,17 +295,45 @@ def cross_validate(
     try:
         embeddings = frozen_embeddings(texts, config.model_name_or_path, config.max_length)
         baseline_inputs = {"text": np.asarray(texts, dtype=object), "embedding": embeddings}
-        systems = [MODEL, *BASELINE_INPUTS]
+        systems = [MODEL, *baselines]
         runs: list[dict[str, Any]] = []
         predictions = {
             system: {seed: np.full(len(labels), -1) for seed in seeds} for system in systems
         }
         probabilities = {seed: np.zeros((len(labels), len(LABELS))) for seed in seeds}
         train_seconds: list[float] = []
+        setfit_seconds: list[float] = []
         baseline_cache: dict[tuple[str, str], np.ndarray] = {}
-        progress = tqdm(
-            total=len(seeds) * len(folds), desc="cross-validation", disable=not show_progress
+        # A bar for each system trained per seed, moved as soon as its fit is done:
+        # SetFit can take longer per fold than the model.
+        bar_titles = {MODEL: "cross-validation"} | (
+            {SETFIT: "setfit baseline"} if run_setfit else {}
         )
+        progress = {
+            system: tqdm(
+                total=len(seeds) * len(folds),
+                desc=title,
+                disable=not show_progress,
+                position=position,
+            )
+            for position, (system, title) in enumerate(bar_titles.items())
+        }
+
+        def score(system: str, seed: int, fold: Fold) -> None:
+            """Record ``system``'s metrics on the held-out article of ``fold``; move its bar."""
+            test_rows = fold.test_indices
+            metrics = classification_metrics(
+                labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
+            )
+            runs.append(
+                {"system": system, "seed": seed, "document": fold.document, "metrics": metrics}
+            )
+            if system in progress:
+                progress[system].set_postfix(
+                    seed=seed, article=fold.document[:3], macro_f1=f"{metrics['macro_f1']:.3f}"
+                )
+                progress[system].update(1)
+
         for seed in seeds:
             run_config = dataclasses.replace(config, seed=seed, show_progress=False)
             for fold in folds:
@@ -304,6 +344,7 @@ def cross_validate(
                 fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
                 probabilities[seed][test_rows] = fold_probabilities
                 predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
+                score(MODEL, seed, fold)
                 for name, source in BASELINE_INPUTS.items():
                     # The baselines are deterministic (no seed changes them): fitted
                     # once per fold, scored alongside every seed's model.
@@ -318,20 +359,24 @@ def cross_validate(
                             seed,
                         )
                     predictions[name][seed][test_rows] = baseline_cache[(name, fold.document)]
-                for system in systems:
-                    metrics = classification_metrics(
-                        labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
+                    score(name, seed, fold)
+                if run_setfit:
+                    # Seed-dependent like the model: fitted anew for every seed and fold.
+                    setfit_started = time.perf_counter()
+                    predictions[SETFIT][seed][test_rows] = fit_predict_setfit(
+                        [texts[i] for i in train_rows],
+                        labels[train_rows],
+                        [texts[i] for i in test_rows],
+                        config.model_name_or_path,
+                        seed,
+                        max_length=config.max_length,
+                        num_iterations=setfit_iterations,
+                        device=str(resolve_device(device)),
                     )
-                    runs.append(
-                        {"system": system, "seed": seed, "document": fold.document}
-                        | {"metrics": metrics}
-                    )
-                model_scores = runs[-len(systems)]["metrics"]
-                progress.set_postfix(
-                    seed=seed, article=fold.document[:3], macro_f1=f"{model_scores['macro_f1']:.3f}"
-                )
-                progress.update(1)
-        progress.close()
+                    setfit_seconds.append(time.perf_counter() - setfit_started)
+                    score(SETFIT, seed, fold)
+        for bar in progress.values():
+            bar.close()
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()
@@ -360,10 +405,8 @@ def cross_validate(
         summaries[ENSEMBLE] = summarize_system(ensemble_runs, {0: ensemble}, labels, tested)
         runs.extend(ensemble_runs)
         predictions[ENSEMBLE] = {0: ensemble}
-    comparisons = {
-        baseline: paired_differences(runs, MODEL, baseline) for baseline in BASELINE_INPUTS
-    }
-    strongest = max(BASELINE_INPUTS, key=lambda name: summaries[name]["pooled"]["macro_f1"]["mean"])
+    comparisons = {baseline: paired_differences(runs, MODEL, baseline) for baseline in baselines}
+    strongest = max(baselines, key=lambda name: summaries[name]["pooled"]["macro_f1"]["mean"])
     bootstrap = {
         "baseline": strongest,
         "resamples": bootstrap_resamples,
@@ -371,14 +414,26 @@ def cross_validate(
     } | bootstrap_difference(
         labels[tested],
         [predictions[MODEL][seed][tested] for seed in seeds],
-        predictions[strongest][seeds[0]][tested],
+        [predictions[strongest][seed][tested] for seed in seeds],
         bootstrap_resamples,
     )
     skipped = {}
-    if not setfit_available():
-        skipped["setfit"] = "setfit is not installed (optional; not a dependency)"
+    descriptions = {name: BASELINE_DESCRIPTIONS[name] for name in baselines}
+    timing: dict[str, Any] = {}
+    if run_setfit:
+        descriptions[SETFIT] += "; pairs: " + (
+            "SetFit's default oversampling"
+            if setfit_iterations is None
+            else f"num_iterations={setfit_iterations}"
+        )
+        timing = {
+            "setfit_fit_seconds_mean": round(float(np.mean(setfit_seconds)), 1),
+            "setfit_fits": len(setfit_seconds),
+        }
     else:
-        skipped["setfit"] = "setfit is installed, but a SetFit baseline is not implemented yet"
+        skipped[SETFIT] = (
+            'setfit is not installed (optional: pip install -e ".[setfit]" to evaluate it)'
+        )
 
     import torch
 
@@ -406,7 +461,7 @@ def cross_validate(
             MODEL: f"fine-tuned {config.model_name_or_path} (head={config.head})",
             ENSEMBLE: f"mean probabilities of the {len(seeds)} seeds' models per fold",
         }
-        | {name: BASELINE_DESCRIPTIONS[name] for name in BASELINE_INPUTS},
+        | descriptions,
         "comparisons": comparisons,
         "bootstrap": bootstrap,
         "skipped": skipped,
@@ -434,7 +489,8 @@ def cross_validate(
             "total_seconds": round(time.perf_counter() - started, 1),
             "model_train_seconds_mean": round(float(np.mean(train_seconds)), 1),
             "trainings": len(train_seconds),
-        },
+        }
+        | timing,
     }
 
 
@@ -455,8 +511,15 @@ def format_summary(summary: dict[str, float]) -> str:
     return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
 
 
+def baseline_names(report: dict[str, Any]) -> list[str]:
+    """The baselines that ran, in their fixed order (SetFit only where it was installed)."""
+    return [name for name in (*BASELINE_INPUTS, SETFIT) if name in report["systems"]]
+
+
 def system_order(report: dict[str, Any]) -> list[str]:
-    return [name for name in (MODEL, ENSEMBLE, *BASELINE_INPUTS) if name in report["systems"]]
+    return [
+        name for name in (MODEL, ENSEMBLE, *BASELINE_INPUTS, SETFIT) if name in report["systems"]
+    ]
 
 
 def headline_table(report: dict[str, Any]) -> str:
@@ -498,7 +561,7 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
     lines = ["**Model vs the strongest baseline** (pooled scores):", ""]
     for name in ("macro_f1", "f_avg"):
         best = max(
-            BASELINE_INPUTS,
+            baseline_names(report),
             key=lambda baseline: report["systems"][baseline]["pooled"][name]["mean"],
         )
         baseline_score = report["systems"][best]["pooled"][name]["mean"]
@@ -544,6 +607,8 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     runs_per_system = len(seeds) * len(folds)
     data = report["data"]
     model = report["systems"][MODEL]
+    baselines = baseline_names(report)
+    with_setfit = SETFIT in report["systems"]
     lines = [
         "# negstance evaluation: leave-one-article-out cross-validation",
         "",
@@ -558,8 +623,9 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         f"folds × {len(seeds)} seed(s) = {runs_per_system} runs. "
         f"**pooled**: each seed's predictions on all {data['tested_sentences']} held-out "
         f"sentences scored together, mean ± sample std over the {len(seeds)} seed(s). "
-        "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6). The baselines are "
-        "deterministic, so their spread is the spread between articles only.",
+        "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6). The baselines "
+        + ("other than SetFit " if with_setfit else "")
+        + "are deterministic, so their spread is the spread between articles only.",
         "",
         *verdict_lines(report),
         "",
@@ -613,11 +679,12 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         "",
         "## Per article (held-out fold)",
         "",
-        "Model: mean ± std over seeds. Baselines: macro-F1.",
+        "Model: mean ± std over seeds. Baselines: macro-F1"
+        + (" (SetFit: mean over seeds)." if with_setfit else "."),
         "",
         "| article | sentences | favor/against/none | model macro-F1 | model F_avg "
-        "| model accuracy | " + " | ".join(BASELINE_INPUTS) + " |",
-        "|---|---:|---|---:|---:|---:|" + "---:|" * len(BASELINE_INPUTS),
+        "| model accuracy | " + " | ".join(baselines) + " |",
+        "|---|---:|---|---:|---:|---:|" + "---:|" * len(baselines),
     ]
     for document in folds:
         counts = data["documents"][document]["label_counts"]
@@ -625,7 +692,7 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         cells = [format_summary(fold[name]) for name in ("macro_f1", "f_avg", "accuracy")]
         cells += [
             f"{report['systems'][name]['per_fold'][document]['macro_f1']['mean']:.3f}"
-            for name in BASELINE_INPUTS
+            for name in baselines
         ]
         lines.append(
             f"| {document} | {data['documents'][document]['sentences']} | "
@@ -657,7 +724,14 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         "and class weights (none or balanced) by macro-F1 in leave-one-article-out CV on "
         "the training articles only; `frozen_embedding_logreg_default` is untuned.",
         f"- Time: {timing['total_seconds']} s in all; {timing['trainings']} trainings of "
-        f"{timing['model_train_seconds_mean']} s on average. Environment: "
+        f"{timing['model_train_seconds_mean']} s on average"
+        + (
+            f"; {timing['setfit_fits']} SetFit fits of {timing['setfit_fit_seconds_mean']} s "
+            "on average (training and prediction)"
+            if with_setfit
+            else ""
+        )
+        + ". Environment: "
         + ", ".join(f"{k} {v}" for k, v in report["environment"].items())
         + ".",
         "",
@@ -765,6 +839,14 @@ def evaluate_parser() -> ArgumentParser:
         default=None,
         help="resamples for the sentence bootstrap interval (default 1000; --quick: 100)",
     )
+    parser.add_argument(
+        "--setfit_iterations",
+        type=positive_int,
+        default=None,
+        help="SetFit's num_iterations: 2 x N x (training sentences) pairs per fit (default: "
+        "SetFit's oversampling of every pair, slow on a CPU; --quick: 1); used only where "
+        "setfit is installed",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -808,6 +890,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             show_progress=not args.no_progress,
             bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
+            setfit_iterations=args.setfit_iterations or (1 if args.quick else None),
         )
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
     paths = write_report(report, output_dir, command)
