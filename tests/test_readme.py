@@ -25,6 +25,10 @@ def test_ci_runs_the_readme_test_command():
     test_command = tests.split("&&")[-1].strip()
     ci_script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert test_command in ci_script
+    # And installs the same extras first, so CI tests what the README sets up.
+    package_install = tests.split("&&")[1].split()[-1]
+    assert package_install.startswith('".[dev'), package_install
+    assert f"pip install -q -e {package_install}" in ci_script
 
 
 def test_readme_paths_exist():
