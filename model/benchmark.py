@@ -116,42 +116,59 @@ def build_untrained_checkpoint(directory: str | os.PathLike[str]) -> Path:
     return save_checkpoint(model, tokenizer, directory)
 
 
-def peak_matmul_gflops(size: int = 2048, repeats: int = 3, precision: str = "fp32") -> float:
-    """GFLOP/s of the best of ``repeats`` ``size``x``size`` matrix products here.
+def peak_matmul_gflops(
+    size: int = 2048,
+    repeats: int = 3,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+) -> float:
+    """GFLOP/s of the best of ``repeats`` ``size``x``size`` matrix products on ``device``.
 
     ``precision`` is the arithmetic: ``fp32``, ``bf16`` (bf16 operands, as
     autocast feeds a Linear layer) or ``int8`` (a dynamically quantised Linear
-    layer, activation quantisation included, as ``precision="int8"`` runs).
-    Stands in for the machine's peak in that arithmetic: vendor peaks assume
-    clocks and instructions a shared machine rarely gives.
+    layer, activation quantisation included, as ``precision="int8"`` runs; CPU
+    only). Stands in for the machine's peak in that arithmetic: vendor peaks
+    assume clocks and instructions a shared machine rarely gives.
 
     Example:
         >>> peak_matmul_gflops(size=256, repeats=1, precision="bf16") > 0  # doctest: +SKIP
         True
     """
-    left = torch.randn(size, size)
-    if precision == "int8":
+    device = torch.device(device)
+    left = torch.randn(size, size, device=device)
+    if precision == "int8" and device.type == "cpu":
         product = _quantised_linear(size)
     elif precision in ("fp32", "bf16"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        left, right = left.to(dtype), torch.randn(size, size, dtype=dtype)
+        left, right = left.to(dtype), torch.randn(size, size, dtype=dtype, device=device)
 
         def product(matrix: torch.Tensor) -> torch.Tensor:
             return matrix @ right
     else:
-        raise ValueError(f"precision must be fp32, bf16 or int8, not {precision!r}")
+        raise ValueError(
+            f"precision must be fp32, bf16 or int8 (int8 on CPU only), not {precision!r} "
+            f"on {device.type}"
+        )
+
+    def synchronise() -> None:
+        if device.type == "cuda":  # kernels run asynchronously: time their completion
+            torch.cuda.synchronize(device)
+
     with torch.inference_mode():
         product(left)  # first call pays for thread start-up and weight packing
+        synchronise()
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
             product(left)
+            synchronise()
             best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
 
 def _quantised_linear(size: int) -> torch.nn.Module:
     """A ``size``x``size`` Linear layer quantised exactly as ``StanceClassifier`` does."""
+    # Wrapped: quantize_dynamic swaps child modules, never the module it is given.
     linear = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
     return StanceClassifier.quantise_linear_layers(linear)
 
@@ -400,11 +417,15 @@ def run_benchmark(
             methods.append(_predict_file_method(end_to_end, Path(scratch), batch_size, len(texts)))
         arithmetics = list(dict.fromkeys(method.arithmetic for method in methods))
         log(f"measuring this machine's matrix-product peak ({', '.join(arithmetics)}) ...")
-        peak_before = {name: peak_matmul_gflops(precision=name) for name in arithmetics}
+        measured_on = reference.device
+        peak_before = {
+            name: peak_matmul_gflops(precision=name, device=measured_on) for name in arithmetics
+        }
         seconds, outputs = _timed_rounds(methods, texts, repeats, log)
     # Measured again afterwards: on a shared machine one reading can catch a busy spell.
     peaks = {
-        name: max(peak_before[name], peak_matmul_gflops(precision=name)) for name in arithmetics
+        name: max(peak_before[name], peak_matmul_gflops(precision=name, device=measured_on))
+        for name in arithmetics
     }
 
     reference_index = next(

@@ -616,21 +616,22 @@ class StanceClassifier:
         # Longest first: similar lengths share a batch, so padding stays small,
         # and an out-of-memory error shows up on the first batch, not the last.
         order = sorted(range(len(texts)), key=lambda index: -lengths[index])
-        # Padding to a multiple of 8 tokens cuts the distinct batch shapes eightfold:
-        # oneDNN compiles and caches a kernel per shape, which made the peak memory of
-        # a long bf16 run creep up by ~100 MB (scripts/bench_memory.py). The rounded
-        # length must stay within max_length, hence only when max_length allows it.
-        multiple = 8 if self.max_length % 8 == 0 else None
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
+                # Padded to a multiple of 8 tokens (at most max_length): eight times
+                # fewer distinct batch shapes. oneDNN compiles and caches a kernel per
+                # shape, which made the peak memory of a long bf16 run creep up by
+                # ~100 MB (scripts/bench_memory.py).
+                width = min(-(-lengths[indices[0]] // 8) * 8, self.max_length)
                 batch = pad_without_fast_tokenizer_warning(
                     self.tokenizer,
                     {
                         name: [values[index] for index in indices]
                         for name, values in features.items()
                     },
-                    pad_to_multiple_of=multiple,
+                    padding="max_length",
+                    max_length=width,
                     return_tensors="pt",
                 ).to(self.device)
                 logits = self.model(**batch).logits.float()

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from negstance.model.benchmark import build_tiny_checkpoint, news_like_sentences
 from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
@@ -41,29 +42,56 @@ def write_sentences(path: Path, count: int, seed: int = 0) -> None:
             handle.write("\n".join(news_like_sentences(seeds, slice_size, seed + start)) + "\n")
 
 
-def peak_rss_of_predict(model: str, source: Path, output: Path, extra: Sequence[str]) -> dict:
-    """Run predict.py on ``source`` in a child process; its own peak RSS and wall time."""
+# Linux carries a process's RSS high-water mark over fork and exec, so a child of
+# this process (which has torch loaded) would report at least this process's peak.
+# A bare interpreter without torch starts the measured command and reports its peak.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status), file=sys.stderr)
+"""
+
+
+def peak_rss_of(command: Sequence[str]) -> tuple[int, float, list[str]]:
+    """Run ``command``; its exit code, its own peak RSS in MB, and its output lines.
+
+    Example:
+        >>> peak_rss_of([sys.executable, "-c", "pass"])[:1]  # doctest: +SKIP
+        (0,)
+    """
+    with tempfile.TemporaryFile() as output:
+        subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *command],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        output.seek(0)
+        lines = output.read().decode("utf-8", "replace").strip().splitlines()
+    # The launcher's own report is the last line: ru_maxrss (KiB on Linux), exit code.
+    peak_kib, exit_code = (int(value) for value in lines[-1].split())
+    return exit_code, peak_kib / 1024, lines[:-1]
+
+
+def peak_rss_of_predict(
+    model: str, source: Path, output: Path, extra: Sequence[str]
+) -> dict[str, Any]:
+    """Run predict.py on ``source`` in a fresh process; its peak RSS and wall time."""
     command = [sys.executable, str(REPO / "scripts" / "predict.py"), "--model", model]
     command += ["--input", str(source), "--output", str(output), "--overwrite", "--no_progress"]
-    with tempfile.TemporaryFile() as messages_file:
-        started = time.perf_counter()
-        # Its last line is the summary (stdout) or the error (stderr).
-        child = subprocess.Popen([*command, *extra], stdout=messages_file, stderr=subprocess.STDOUT)
-        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would be the
-        # largest of all children so far); ru_maxrss is in KiB on Linux.
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
-        messages_file.seek(0)
-        messages = messages_file.read().decode("utf-8", "replace").strip().splitlines()
+    started = time.perf_counter()
+    exit_code, peak_mb, messages = peak_rss_of([*command, *extra])
+    seconds = time.perf_counter() - started
+    # predict.py's last line is its summary, or its one-line error.
     last_message = messages[-1] if messages else ""
-    if child.returncode != 0:
-        raise NegstanceError(f"predict.py failed (exit {child.returncode}): {last_message}")
+    if exit_code != 0:
+        raise NegstanceError(f"predict.py failed (exit {exit_code}): {last_message}")
     with output.open("rb") as handle:
         rows = sum(1 for _ in handle)
     return {
         "lines": rows,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_mb, 1),
         "seconds": round(seconds, 2),
         "summary": last_message,
     }
@@ -71,6 +99,7 @@ def peak_rss_of_predict(model: str, source: Path, output: Path, extra: Sequence[
 
 @user_errors_exit_cleanly
 def main(argv: Sequence[str] | None = None) -> int:
+    """Measure and print predict.py's peak RSS for each ``--lines`` size; 0 on success."""
     parser = ArgumentParser(prog="bench_memory.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="checkpoint directory (default: a tiny random model)")
     parser.add_argument(
@@ -99,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             source.unlink()
-    report = {"model": args.model or "tiny random model", "extra_arguments": extra}
+    report: dict[str, Any] = {"model": args.model or "tiny random model"}
+    report["extra_arguments"] = extra
+    report["torch_threads"] = os.environ.get("OMP_NUM_THREADS", "torch's default (one per core)")
     report["results"] = results
     if args.output:
         write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")

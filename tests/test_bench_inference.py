@@ -117,8 +117,7 @@ def test_memory_benchmark_quick_run_reports_each_size(tmp_path, capsys):
     report = json.loads(output.read_text(encoding="utf-8"))
     assert [result["lines"] for result in report["results"]] == [500, 5000]
     for result in report["results"]:
-        # A Python process with torch loaded is well over 100 MB; a child that never
-        # ran predict.py would report a few MB.
+        # predict.py loads torch and transformers: well over 100 MB.
         assert 100 < result["peak_rss_mb"] < 4000
         assert result["summary"].startswith("wrote ")
     assert "5000 lines: peak RSS" in capsys.readouterr().out
@@ -130,3 +129,16 @@ def test_memory_benchmark_reports_a_failing_predict_in_one_line(tmp_path, capsys
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: predict.py failed (exit 2): error: ")
     assert "\n" not in error
+
+
+def test_peak_rss_is_the_commands_own_not_this_processs(tmp_path):
+    import sys
+
+    peak_rss_of = load_script("bench_memory").peak_rss_of
+    # This test process has torch loaded (hundreds of MB); a bare interpreter does not,
+    # and one that allocates 300 MB must show them.
+    exit_code, bare_mb, _ = peak_rss_of([sys.executable, "-c", "print('hi')"])
+    assert exit_code == 0 and bare_mb < 60
+    allocate = "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); raise SystemExit(3)"
+    exit_code, big_mb, _ = peak_rss_of([sys.executable, "-c", allocate])
+    assert exit_code == 3 and big_mb > 300

@@ -428,3 +428,13 @@ def test_model_card_says_when_no_evaluation_is_attached(tmp_path):
     assert "model-index" not in metadata
     assert "No cross-validated evaluation was attached" in card
     assert "loads with plain transformers" in card
+
+
+def test_a_setfit_that_fails_to_import_counts_as_unavailable(monkeypatch):
+    import sys
+
+    from negstance.train.baselines import setfit_available
+
+    # None in sys.modules makes `import setfit` raise ImportError, as a broken install would.
+    monkeypatch.setitem(sys.modules, "setfit", None)
+    assert setfit_available() is False

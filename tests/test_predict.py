@@ -64,20 +64,33 @@ def test_batched_sorted_probabilities_are_in_input_order(classifier, texts):
     np.testing.assert_allclose(shuffled, batched[order], atol=1e-5)
 
 
-def test_batches_are_padded_to_a_multiple_of_eight_tokens(classifier, texts):
-    # Few distinct shapes keep oneDNN's per-shape kernel cache, and so memory, small.
+def batch_widths(classifier: StanceClassifier, texts: list[str]) -> list[int]:
     widths = []
     hook = classifier.model.register_forward_pre_hook(
         lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
         with_kwargs=True,
     )
     try:
-        classifier.predict_proba(texts, batch_size=8)
+        probabilities = classifier.predict_proba(texts, batch_size=8)
     finally:
         hook.remove()
+    np.testing.assert_allclose(probabilities, one_by_one(classifier, texts), atol=1e-5)
+    return widths
+
+
+def test_batches_are_padded_to_a_multiple_of_eight_tokens(classifier, texts):
+    # Few distinct shapes keep oneDNN's per-shape kernel cache, and so memory, small.
+    widths = batch_widths(classifier, texts)
     assert len(widths) == -(-len(texts) // 8)
     assert all(width % 8 == 0 and width <= classifier.max_length for width in widths)
     assert len(set(widths)) > 1  # still sorted by length: not everything padded to the maximum
+
+
+def test_padding_never_passes_a_max_length_that_is_no_multiple_of_eight(tiny_checkpoint_dir):
+    classifier = StanceClassifier.from_pretrained(tiny_checkpoint_dir, device="cpu", max_length=13)
+    texts = ["Talks resumed.", "word " * 40, "Kyiv said it was ready to talk."]
+    widths = batch_widths(classifier, texts)
+    assert widths == [13]  # 16 would overrun max_length
 
 
 def test_over_long_texts_are_truncated_by_the_tokenizer_and_counted(classifier, texts):

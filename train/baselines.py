@@ -27,10 +27,10 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,6 +55,8 @@ BASELINE_INPUTS: dict[str, str] = {
     "frozen_embedding_logreg": "embedding",
     "frozen_embedding_logreg_default": "embedding",
 }
+# Every baseline, in report order; SetFit runs only where it is installed.
+ALL_BASELINES: tuple[str, ...] = (*BASELINE_INPUTS, SETFIT)
 BASELINE_DESCRIPTIONS: dict[str, str] = {
     "majority": "majority class (sklearn DummyClassifier)",
     "tfidf_logreg": "TF-IDF (word 1-2-grams) + logistic regression",
@@ -74,8 +76,16 @@ SEARCH_GRID: dict[str, list] = {
 
 
 def setfit_available() -> bool:
-    """SetFit is optional: evaluated only when it is already installed."""
-    return importlib.util.find_spec(SETFIT) is not None
+    """SetFit is optional: evaluated only when it is installed and imports cleanly.
+
+    Imported here, not merely looked up: a broken or incompatible install is then
+    skipped before any fold, not found with a traceback after the first training.
+    """
+    try:
+        import setfit  # noqa: F401
+    except Exception:  # ImportError, or whatever a half-installed dependency raises
+        return False
+    return True
 
 
 def _logistic_regression(seed: int) -> LogisticRegression:
@@ -208,6 +218,10 @@ def fit_predict_setfit(
     from transformers import PrinterCallback, ProgressCallback
 
     path = resolve_model_path(model_name_or_path)
+    if Path(path).is_dir():
+        # Absolute: SetFit looks up a relative path with at most one "/" on the hub,
+        # as if it were a model id, for its model card.
+        path = str(Path(path).resolve())
 
     def load_model() -> setfit.SetFitModel:
         model = setfit.SetFitModel.from_pretrained(path, device=device)

@@ -50,6 +50,7 @@ from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory
 from negstance.model.modeling import LABELS
 from negstance.train.baselines import (
+    ALL_BASELINES,
     BASELINE_DESCRIPTIONS,
     BASELINE_INPUTS,
     SETFIT,
@@ -283,7 +284,7 @@ def cross_validate(
     for fold in folds:
         tested[fold.test_indices] = True
     run_setfit = setfit_available()
-    baselines = [*BASELINE_INPUTS, SETFIT] if run_setfit else list(BASELINE_INPUTS)
+    baselines = [name for name in ALL_BASELINES if run_setfit or name != SETFIT]
 
     # Load reports and per-call progress bars, once per training, would drown the
     # progress bars that matter here.
@@ -432,7 +433,7 @@ def cross_validate(
         }
     else:
         skipped[SETFIT] = (
-            'setfit is not installed (optional: pip install -e ".[setfit]" to evaluate it)'
+            'setfit is not installed or does not import (optional: pip install -e ".[setfit]")'
         )
 
     import torch
@@ -513,13 +514,14 @@ def format_summary(summary: dict[str, float]) -> str:
 
 def baseline_names(report: dict[str, Any]) -> list[str]:
     """The baselines that ran, in their fixed order (SetFit only where it was installed)."""
-    return [name for name in (*BASELINE_INPUTS, SETFIT) if name in report["systems"]]
+    return [name for name in ALL_BASELINES if name in report["systems"]]
 
 
 def system_order(report: dict[str, Any]) -> list[str]:
-    return [
-        name for name in (MODEL, ENSEMBLE, *BASELINE_INPUTS, SETFIT) if name in report["systems"]
-    ]
+    """The model, its seed ensemble, then the baselines: the order of every table."""
+    return [name for name in (MODEL, ENSEMBLE) if name in report["systems"]] + baseline_names(
+        report
+    )
 
 
 def headline_table(report: dict[str, Any]) -> str:
