@@ -109,6 +109,16 @@ def quick_setfit_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
     }
 
 
+def assert_summary_shape(report: dict, system: str) -> None:
+    """Every metric of ``system`` as mean/std/n, over 2 folds × 1 seed (--quick)."""
+    summary = report["systems"][system]
+    for scope in ("folds", "pooled"):
+        for metric in ("macro_f1", "f_avg", "accuracy", "against_f1", "none_recall"):
+            assert set(summary[scope][metric]) == {"mean", "std", "n"}
+    assert summary["folds"]["macro_f1"]["n"] == 2
+    assert set(summary["per_fold"]) == set(report["folds"])
+
+
 def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
     assert quick_run["status"] == 0
     directory = quick_run["dir"]
@@ -124,12 +134,7 @@ def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
     assert len(report["folds"]) == 2
     assert report["config"]["num_train_epochs"] == 1  # --quick
     for system in SYSTEMS:
-        summary = report["systems"][system]
-        for scope in ("folds", "pooled"):
-            for metric in ("macro_f1", "f_avg", "accuracy", "against_f1", "none_recall"):
-                assert set(summary[scope][metric]) == {"mean", "std", "n"}
-        assert summary["folds"]["macro_f1"]["n"] == 2  # 2 folds × 1 seed
-        assert set(summary["per_fold"]) == set(report["folds"])
+        assert_summary_shape(report, system)
     assert len(report["runs"]) == 2 * len(SYSTEMS)
     assert set(report["comparisons"]) == set(SYSTEMS) - {MODEL}
     assert SETFIT not in report["systems"]
@@ -182,12 +187,7 @@ def test_quick_run_with_setfit_reports_it_like_the_other_baselines(quick_setfit_
     report = quick_setfit_run["report"]
     systems = (*SYSTEMS, SETFIT)
     assert SETFIT not in report["skipped"]
-    summary = report["systems"][SETFIT]
-    for scope in ("folds", "pooled"):
-        for metric in ("macro_f1", "f_avg", "accuracy", "against_f1", "none_recall"):
-            assert set(summary[scope][metric]) == {"mean", "std", "n"}
-    assert summary["folds"]["macro_f1"]["n"] == 2  # 2 folds × 1 seed
-    assert set(summary["per_fold"]) == set(report["folds"])
+    assert_summary_shape(report, SETFIT)
     assert len(report["runs"]) == 2 * len(systems)
     assert {
         (run["seed"], run["document"]) for run in report["runs"] if run["system"] == SETFIT
