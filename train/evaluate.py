@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import shlex
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -884,6 +885,14 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     check_writable_directory(Path(output_dir), "--output_dir", create=True)
     seeds_count = args.seeds or (1 if args.quick else 3)
     max_folds = args.max_folds or (2 if args.quick else None)
+    if setfit_available() and not args.quick:
+        # Said up front: on a CPU this baseline can take hours, far longer than the model.
+        print(
+            "setfit is installed: the SetFit baseline is included, about 10 minutes per fit "
+            f"on one CPU thread ({seeds_count} seed(s) x 5 folds); --setfit_iterations 20 "
+            "halves that",
+            file=sys.stderr,
+        )
     with cpu_threads(args.threads):
         report = cross_validate(
             config,
