@@ -286,6 +286,15 @@ def cross_validate(
         tested[fold.test_indices] = True
     run_setfit = setfit_available()
     baselines = [name for name in ALL_BASELINES if run_setfit or name != SETFIT]
+    if run_setfit and setfit_iterations is None:
+        # Said up front: with its default pair sampling this baseline can take hours
+        # on a CPU, far longer than the model.
+        print(
+            f"setfit is installed: the SetFit baseline is included, {len(seeds) * len(folds)} "
+            "fits of about 10 minutes each on one CPU thread; --setfit_iterations 20 halves "
+            "that",
+            file=sys.stderr,
+        )
 
     # Load reports and per-call progress bars, once per training, would drown the
     # progress bars that matter here.
@@ -885,14 +894,6 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     check_writable_directory(Path(output_dir), "--output_dir", create=True)
     seeds_count = args.seeds or (1 if args.quick else 3)
     max_folds = args.max_folds or (2 if args.quick else None)
-    if setfit_available() and not args.quick:
-        # Said up front: on a CPU this baseline can take hours, far longer than the model.
-        print(
-            "setfit is installed: the SetFit baseline is included, about 10 minutes per fit "
-            f"on one CPU thread ({seeds_count} seed(s) x 5 folds); --setfit_iterations 20 "
-            "halves that",
-            file=sys.stderr,
-        )
     with cpu_threads(args.threads):
         report = cross_validate(
             config,
