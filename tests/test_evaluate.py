@@ -146,6 +146,23 @@ def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
         assert report["bootstrap"][metric]["low"] <= report["bootstrap"][metric]["high"]
 
 
+def test_no_setfit_leaves_setfit_out_even_where_it_is_installed(
+    evaluate_script, tiny_backbone_dir, tmp_path, monkeypatch
+):
+    import negstance.train.evaluate as evaluate_module
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("SetFit was fitted despite --no_setfit")
+
+    monkeypatch.setattr(evaluate_module, "setfit_available", lambda: True)
+    monkeypatch.setattr(evaluate_module, "fit_predict_setfit", must_not_run)
+    argv = [*quick_argv(tiny_backbone_dir, tmp_path), "--no_setfit", "--max_folds=1"]
+    assert evaluate_script(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert SETFIT not in report["systems"]
+    assert report["skipped"][SETFIT] == "left out (--no_setfit)"
+
+
 def test_quick_run_never_trains_on_the_held_out_article(quick_run):
     report = quick_run["report"]
     assert len(quick_run["trained_on"]) == len(report["folds"])

@@ -242,12 +242,13 @@ def cross_validate(
     show_progress: bool = True,
     bootstrap_resamples: int = 1000,
     setfit_iterations: int | None = None,
+    include_setfit: bool = True,
 ) -> dict[str, Any]:
     """Train and test the model and the baselines on every fold and seed; the report dict.
 
     ``config`` is the model's training config; each run uses it with ``seed``
     replaced. Its ``validation_docs`` are ignored: the folds decide what is held out.
-    SetFit runs only where it is installed; ``setfit_iterations`` is its
+    SetFit runs only where it is installed and ``include_setfit``; ``setfit_iterations`` is its
     ``num_iterations`` (None: SetFit's default pair sampling, see
     :func:`~negstance.train.baselines.fit_predict_setfit`).
     """
@@ -284,7 +285,7 @@ def cross_validate(
     tested = np.zeros(len(labels), dtype=bool)
     for fold in folds:
         tested[fold.test_indices] = True
-    run_setfit = setfit_available()
+    run_setfit = include_setfit and setfit_available()
     baselines = [name for name in ALL_BASELINES if run_setfit or name != SETFIT]
     if run_setfit and setfit_iterations is None:
         # Said up front: with its default pair sampling this baseline can take hours
@@ -292,7 +293,7 @@ def cross_validate(
         print(
             f"setfit is installed: the SetFit baseline is included, {len(seeds) * len(folds)} "
             "fits of about 10 minutes each on one CPU thread; --setfit_iterations 20 halves "
-            "that",
+            "that, --no_setfit leaves it out",
             file=sys.stderr,
         )
 
@@ -441,6 +442,8 @@ def cross_validate(
             "setfit_fit_seconds_mean": round(float(np.mean(setfit_seconds)), 1),
             "setfit_fits": len(setfit_seconds),
         }
+    elif not include_setfit:
+        skipped[SETFIT] = "left out (--no_setfit)"
     else:
         skipped[SETFIT] = (
             'setfit is not installed or does not import (optional: pip install -e ".[setfit]")'
@@ -859,6 +862,12 @@ def evaluate_parser() -> ArgumentParser:
         "SetFit's oversampling of every pair, slow on a CPU; --quick: 1); used only where "
         "setfit is installed",
     )
+    parser.add_argument(
+        "--no_setfit",
+        action="store_true",
+        help="leave the SetFit baseline out even where setfit is installed (it takes hours "
+        "on a CPU; the other systems take minutes)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -903,6 +912,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             show_progress=not args.no_progress,
             bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
             setfit_iterations=args.setfit_iterations or (1 if args.quick else None),
+            include_setfit=not args.no_setfit,
         )
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
     paths = write_report(report, output_dir, command)

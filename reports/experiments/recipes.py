@@ -12,7 +12,11 @@ if it *starts from exactly that classifier*? Each recipe:
 2. fits the baseline's classifier (LogisticRegression(C=1)) on the L2-normalised
    mean-pooled vectors of the training articles;
 3. optionally fine-tunes encoder and that head end to end with cross-entropy
-   (``--finetune_epochs``), all layers or only the top ``--trainable_layers``.
+   (``--finetune_epochs``), all layers or only the top ``--trainable_layers``,
+   or the encoder alone under the fixed probe (``--freeze_head``);
+   ``--reinit_layers N`` re-draws the top N encoder layers before step 2;
+4. optionally scores WiSE-FT interpolations (``--wise_alphas``) of the start
+   (pretrained encoder + probe) and the fine-tuned weights.
 
 With no stage switched on it *is* the baseline (and reproduces its numbers).
 The folds, metrics and data are the package's; the output is one JSON line.
@@ -51,7 +55,24 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--class_weighting", choices=("none", "balanced"), default="none")
     parser.add_argument("--trainable_layers", type=int, default=0, help="0: all")
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument(
+        "--reinit_layers",
+        type=int,
+        default=0,
+        help="re-initialise the top N encoder layers before the probe (Zhang et al., 2021)",
+    )
+    parser.add_argument(
+        "--freeze_head", action="store_true", help="fine-tune the encoder under the fixed probe"
+    )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--wise_alphas",
+        type=float,
+        nargs="*",
+        default=[],
+        help="WiSE-FT (Wortsman et al., 2022): also score the weights "
+        "(1 - a) * start + a * fine-tuned for each a",
+    )
     return parser.parse_args(argv)
 
 
@@ -105,6 +126,17 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarra
                 optimizer.step()
                 optimizer.zero_grad()
 
+    if args.reinit_layers:
+        top = encoder.config.num_hidden_layers
+        # By hand: transformers 5's _init_weights skips modules it marks as loaded.
+        for layer in encoder.encoder.layer[top - args.reinit_layers :]:
+            for module in layer.modules():
+                if isinstance(module, torch.nn.Linear):
+                    torch.nn.init.normal_(module.weight, std=encoder.config.initializer_range)
+                    torch.nn.init.zeros_(module.bias)
+                elif isinstance(module, torch.nn.LayerNorm):
+                    torch.nn.init.ones_(module.weight)
+                    torch.nn.init.zeros_(module.bias)
     encoder.eval()
     with torch.no_grad():
         vectors = torch.cat(
@@ -116,7 +148,7 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarra
     probe = LogisticRegression(max_iter=5000, random_state=seed)
     probe.fit(vectors[train_rows], labels[train_rows])
     if not args.finetune_epochs:
-        return probe.predict(vectors[test_rows])
+        return {1.0: probe.predict(vectors[test_rows])}
 
     head = torch.nn.Linear(vectors.shape[1], len(probe.classes_))
     with torch.no_grad():
@@ -130,7 +162,10 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarra
     optimizer = torch.optim.AdamW(
         [
             {"params": [p for p in encoder.parameters() if p.requires_grad]},
-            {"params": head.parameters(), "lr": args.head_learning_rate or args.learning_rate},
+            {
+                "params": [] if args.freeze_head else list(head.parameters()),
+                "lr": args.head_learning_rate or args.learning_rate,
+            },
         ],
         lr=args.learning_rate,
         weight_decay=0.01,
@@ -140,6 +175,7 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarra
         counts = np.bincount(labels[train_rows], minlength=3)
         weights = torch.tensor(len(train_rows) / (3 * counts), dtype=torch.float32)
     loss_function = torch.nn.CrossEntropyLoss(weight=weights)
+    initial = [{k: v.clone() for k, v in m.state_dict().items()} for m in (encoder, head)]
     encoder.train()
     for _ in range(args.finetune_epochs):
         for batch_texts, batch_labels in batches():
@@ -150,9 +186,23 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarra
             optimizer.step()
             optimizer.zero_grad()
     encoder.eval()
+    test_texts = [texts[i] for i in test_rows]
     with torch.no_grad():
-        test_texts = [texts[i] for i in test_rows]
-        return head(sentence_vectors(encoder, tokenizer, test_texts)).argmax(dim=-1).numpy()
+        predictions = {1.0: head(sentence_vectors(encoder, tokenizer, test_texts)).argmax(-1)}
+        tuned = [{k: v.clone() for k, v in m.state_dict().items()} for m in (encoder, head)]
+        for alpha in args.wise_alphas:
+            for module, start, end in zip((encoder, head), initial, tuned, strict=True):
+                module.load_state_dict(
+                    {
+                        k: (1 - alpha) * start[k] + alpha * end[k]
+                        if end[k].is_floating_point()
+                        else end[k]
+                        for k in end
+                    }
+                )
+            vectors = sentence_vectors(encoder, tokenizer, test_texts)
+            predictions[alpha] = head(vectors).argmax(-1)
+    return {alpha: p.numpy() for alpha, p in predictions.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -162,25 +212,35 @@ def main(argv: list[str] | None = None) -> dict:
     texts, labels = list(dataset["text"]), np.asarray(dataset["label"])
     folds = grouped_folds(list(dataset["doc"]))
     started = time.perf_counter()
-    fold_scores: dict[str, list[float]] = {"macro_f1": [], "f_avg": []}
-    pooled_scores: dict[str, list[float]] = {"macro_f1": [], "f_avg": []}
+    systems: dict[float, dict] = {}
     for seed in range(42, 42 + args.seeds):
-        predictions = np.full(len(labels), -1)
+        predictions: dict[float, np.ndarray] = {}
         for fold in folds:
             test = np.asarray(fold.test_indices)
-            predictions[test] = run_fold(
+            for alpha, predicted in run_fold(
                 texts, labels, np.asarray(fold.train_indices), test, seed, args
-            )
-            scores = classification_metrics(labels[test].tolist(), predictions[test].tolist())
-            for name in fold_scores:
-                fold_scores[name].append(scores[name])
-        pooled = classification_metrics(labels.tolist(), predictions.tolist())
-        for name in pooled_scores:
-            pooled_scores[name].append(pooled[name])
+            ).items():
+                predictions.setdefault(alpha, np.full(len(labels), -1))[test] = predicted
+                scores = classification_metrics(labels[test].tolist(), predicted.tolist())
+                entry = systems.setdefault(alpha, {"folds": {}, "pooled": {}})
+                for name in ("macro_f1", "f_avg"):
+                    entry["folds"].setdefault(name, []).append(scores[name])
+        for alpha, predicted in predictions.items():
+            pooled = classification_metrics(labels.tolist(), predicted.tolist())
+            for name in ("macro_f1", "f_avg"):
+                systems[alpha]["pooled"].setdefault(name, []).append(pooled[name])
+    summaries = {
+        str(alpha): {
+            part: {name: summarize(values) for name, values in entry[part].items()}
+            for part in ("folds", "pooled")
+        }
+        for alpha, entry in sorted(systems.items())
+    }
     result = {
         "arguments": {key: value for key, value in vars(args).items() if key != "threads"},
-        "folds": {name: summarize(values) for name, values in fold_scores.items()},
-        "pooled": {name: summarize(values) for name, values in pooled_scores.items()},
+        "folds": summaries["1.0"]["folds"],
+        "pooled": summaries["1.0"]["pooled"],
+        "weight_interpolation": summaries,
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result))
