@@ -435,6 +435,25 @@ def test_model_card_quotes_the_attached_evaluation(quick_run, tiny_backbone_dir)
     # The quick run trained 1 epoch; this config says 10: the card must say they differ.
     assert "evaluated configuration differs" in card and "`num_train_epochs`" in card
     assert "negstance_bert" in card
+    assert "per article (mean over folds × seeds): model" in card  # not pooled scores alone
+
+
+def test_the_verdict_names_the_per_article_winner_and_the_paired_wins(quick_run):
+    from negstance.train.evaluate import verdict_lines
+
+    report = quick_run["report"]
+    lines = verdict_lines(report)
+    for name, label in (("macro_f1", "macro-F1"), ("f_avg", "F_avg")):
+        best = max(
+            (system for system in report["comparisons"]),
+            key=lambda system: report["systems"][system]["folds"][name]["mean"],
+        )
+        paired = report["comparisons"][best][name]
+        (line,) = [line for line in lines if line.startswith(f"- {label} per article")]
+        assert f"vs `{best}` " in line
+        assert f"better in {paired['wins']} of {paired['n']} runs" in line
+    markdown = (quick_run["dir"] / "report.md").read_text(encoding="utf-8")
+    assert "macro-F1 per article (mean over folds × seeds): model " in markdown
 
 
 def test_model_card_says_when_no_evaluation_is_attached(tmp_path):

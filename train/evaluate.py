@@ -570,10 +570,11 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
 
     A margin counts as clear only when it exceeds twice the model's seed-to-seed
     std of the pooled score (with one seed there is no such spread: said so).
+    Per article, the line gives the fold means and how many paired runs the model won.
     """
     model = report["systems"][MODEL]
     seeds = len(report["seeds"])
-    lines = ["**Model vs the strongest baseline** (pooled scores):", ""]
+    lines = ["**Model vs the strongest baseline** (pooled scores, then per article):", ""]
     for name in ("macro_f1", "f_avg"):
         best = max(
             baseline_names(report),
@@ -593,6 +594,20 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
         lines.append(
             f"- {METRIC_NAMES[name]}: model {score:.3f} vs `{best}` {baseline_score:.3f} "
             f"({difference:+.3f}); {judgement}."
+        )
+    # Per article too: the pooled scores alone can flatter a model that loses on most articles.
+    for name in ("macro_f1", "f_avg"):
+        best = max(
+            baseline_names(report),
+            key=lambda baseline: report["systems"][baseline]["folds"][name]["mean"],
+        )
+        score = model["folds"][name]["mean"]
+        baseline_score = report["systems"][best]["folds"][name]["mean"]
+        paired = report["comparisons"][best][name]
+        lines.append(
+            f"- {METRIC_NAMES[name]} per article (mean over folds × seeds): model {score:.3f} "
+            f"vs `{best}` {baseline_score:.3f} ({score - baseline_score:+.3f}); the model is "
+            f"better in {paired['wins']} of {paired['n']} runs paired by article and seed."
         )
     bootstrap = report.get("bootstrap")
     if bootstrap:

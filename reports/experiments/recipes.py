@@ -15,8 +15,8 @@ if it *starts from exactly that classifier*? Each recipe:
    (``--finetune_epochs``), all layers or only the top ``--trainable_layers``,
    or the encoder alone under the fixed probe (``--freeze_head``);
    ``--reinit_layers N`` re-draws the top N encoder layers before step 2;
-4. optionally scores WiSE-FT interpolations (``--wise_alphas``) of the start
-   (pretrained encoder + probe) and the fine-tuned weights.
+4. optionally scores WiSE-FT interpolations (``--wise_alphas``) between the
+   weights before fine-tuning (encoder after steps 1-2, probe as head) and after.
 
 With no stage switched on it *is* the baseline (and reproduces its numbers).
 The folds, metrics and data are the package's; the output is one JSON line.
@@ -97,8 +97,8 @@ def contrastive_loss(vectors: torch.Tensor, labels: torch.Tensor, args) -> torch
     return -per_anchor.mean()
 
 
-def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarray:
-    """Predicted label ids for ``test_rows``."""
+def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> dict[float, np.ndarray]:
+    """Predicted label ids for ``test_rows``: ``{1.0: ...}``, plus one per WiSE-FT alpha."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     path = resolve_model_path(DEFAULT_BACKBONE)
@@ -207,6 +207,10 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> np.ndarra
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
+    if (args.wise_alphas or args.freeze_head) and not args.finetune_epochs:
+        raise SystemExit("--wise_alphas and --freeze_head need --finetune_epochs")
+    if not 0 <= args.reinit_layers <= 6:
+        raise SystemExit("--reinit_layers must be 0 to 6 (MiniLM has 6 layers)")
     torch.set_num_threads(args.threads)
     dataset = load_seed_dataset("data/seed_sentences.jsonl")
     texts, labels = list(dataset["text"]), np.asarray(dataset["label"])
@@ -242,6 +246,11 @@ def main(argv: list[str] | None = None) -> dict:
         "pooled": summaries["1.0"]["pooled"],
         "weight_interpolation": summaries,
         "seconds": round(time.perf_counter() - started, 1),
+        "environment": {
+            "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": args.threads,
+        },
     }
     print(json.dumps(result))
     return result
