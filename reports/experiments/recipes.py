@@ -9,10 +9,11 @@ if it *starts from exactly that classifier*? Each recipe:
    (``--contrastive_epochs``): in every batch, all sentence pairs; ``pairs`` is
    SetFit's cosine-similarity loss (cos → 1 for the same label, → 0 otherwise),
    ``supcon`` the supervised contrastive loss of Khosla et al. (2020);
-2. fits the baseline's classifier (LogisticRegression(C=1)) on the L2-normalised
-   mean-pooled vectors of the training articles;
+2. fits the baseline's classifier (LogisticRegression(C=1), or C=``--probe_c``)
+   on the L2-normalised mean-pooled vectors of the training articles;
 3. optionally fine-tunes encoder and that head end to end with cross-entropy
-   (``--finetune_epochs``), all layers or only the top ``--trainable_layers``,
+   (``--finetune_epochs``), all layers, only the top ``--trainable_layers``
+   or only the biases (``--bitfit``),
    or the encoder alone under the fixed probe (``--freeze_head``);
    ``--reinit_layers N`` re-draws the top N encoder layers before step 2;
 4. optionally scores WiSE-FT interpolations (``--wise_alphas``) between the
@@ -54,6 +55,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head_learning_rate", type=float, default=None)
     parser.add_argument("--class_weighting", choices=("none", "balanced"), default="none")
     parser.add_argument("--trainable_layers", type=int, default=0, help="0: all")
+    parser.add_argument(
+        "--bitfit",
+        action="store_true",
+        help="train only the encoder's biases (BitFit, Ben Zaken et al., 2022) and the head",
+    )
+    parser.add_argument(
+        "--probe_c", type=float, default=1.0, help="the probe's C (scikit-learn's default: 1)"
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument(
         "--reinit_layers",
@@ -145,7 +154,7 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> dict[floa
                 for i in range(0, len(texts), 64)
             ]
         ).numpy()
-    probe = LogisticRegression(max_iter=5000, random_state=seed)
+    probe = LogisticRegression(C=args.probe_c, max_iter=5000, random_state=seed)
     probe.fit(vectors[train_rows], labels[train_rows])
     if not args.finetune_epochs:
         return {1.0: probe.predict(vectors[test_rows])}
@@ -159,6 +168,9 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> dict[floa
         names = tuple(f"layer.{top - k}." for k in range(1, args.trainable_layers + 1))
         for name, parameter in encoder.named_parameters():
             parameter.requires_grad = any(part in name for part in names)
+    if args.bitfit:
+        for name, parameter in encoder.named_parameters():
+            parameter.requires_grad = name.endswith("bias")
     optimizer = torch.optim.AdamW(
         [
             {"params": [p for p in encoder.parameters() if p.requires_grad]},
