@@ -418,7 +418,7 @@ def cross_validate(
         runs.extend(ensemble_runs)
         predictions[ENSEMBLE] = {0: ensemble}
     comparisons = {baseline: paired_differences(runs, MODEL, baseline) for baseline in baselines}
-    strongest = max(baselines, key=lambda name: summaries[name]["pooled"]["macro_f1"]["mean"])
+    strongest = strongest_baseline(summaries, baselines, "pooled", "macro_f1")
     bootstrap = {
         "baseline": strongest,
         "resamples": bootstrap_resamples,
@@ -565,6 +565,13 @@ def confusion_table(matrix: list[list[int]]) -> str:
     return "\n".join(lines)
 
 
+def strongest_baseline(
+    systems: dict[str, Any], baselines: Sequence[str], scope: str, metric: str
+) -> str:
+    """The baseline with the highest mean ``metric`` in ``scope`` (``folds`` or ``pooled``)."""
+    return max(baselines, key=lambda name: systems[name][scope][metric]["mean"])
+
+
 def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
     """Model against the strongest baseline per headline measure, in plain words.
 
@@ -576,10 +583,7 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
     seeds = len(report["seeds"])
     lines = ["**Model vs the strongest baseline** (pooled scores, then per article):", ""]
     for name in ("macro_f1", "f_avg"):
-        best = max(
-            baseline_names(report),
-            key=lambda baseline: report["systems"][baseline]["pooled"][name]["mean"],
-        )
+        best = strongest_baseline(report["systems"], baseline_names(report), "pooled", name)
         baseline_score = report["systems"][best]["pooled"][name]["mean"]
         score, spread = model["pooled"][name]["mean"], model["pooled"][name]["std"]
         difference = score - baseline_score
@@ -597,10 +601,7 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
         )
     # Per article too: the pooled scores alone can flatter a model that loses on most articles.
     for name in ("macro_f1", "f_avg"):
-        best = max(
-            baseline_names(report),
-            key=lambda baseline: report["systems"][baseline]["folds"][name]["mean"],
-        )
+        best = strongest_baseline(report["systems"], baseline_names(report), "folds", name)
         score = model["folds"][name]["mean"]
         baseline_score = report["systems"][best]["folds"][name]["mean"]
         paired = report["comparisons"][best][name]

@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
     if (args.wise_alphas or args.freeze_head) and not args.finetune_epochs:
         raise SystemExit("--wise_alphas and --freeze_head need --finetune_epochs")
+    if args.bitfit and args.trainable_layers:
+        raise SystemExit("--bitfit and --trainable_layers choose different parameters: pick one")
     if not 0 <= args.reinit_layers <= 6:
         raise SystemExit("--reinit_layers must be 0 to 6 (MiniLM has 6 layers)")
     torch.set_num_threads(args.threads)
