@@ -187,7 +187,10 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> dict[floa
         counts = np.bincount(labels[train_rows], minlength=3)
         weights = torch.tensor(len(train_rows) / (3 * counts), dtype=torch.float32)
     loss_function = torch.nn.CrossEntropyLoss(weight=weights)
-    initial = [{k: v.clone() for k, v in m.state_dict().items()} for m in (encoder, head)]
+    def snapshot() -> list[dict[str, torch.Tensor]]:
+        return [{k: v.clone() for k, v in m.state_dict().items()} for m in (encoder, head)]
+
+    initial = snapshot() if args.wise_alphas else []  # copies only when WiSE-FT needs them
     encoder.train()
     for _ in range(args.finetune_epochs):
         for batch_texts, batch_labels in batches():
@@ -201,7 +204,7 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> dict[floa
     test_texts = [texts[i] for i in test_rows]
     with torch.no_grad():
         predictions = {1.0: head(sentence_vectors(encoder, tokenizer, test_texts)).argmax(-1)}
-        tuned = [{k: v.clone() for k, v in m.state_dict().items()} for m in (encoder, head)]
+        tuned = snapshot() if args.wise_alphas else []
         for alpha in args.wise_alphas:
             for module, start, end in zip((encoder, head), initial, tuned, strict=True):
                 module.load_state_dict(
