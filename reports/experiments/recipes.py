@@ -187,6 +187,7 @@ def run_fold(texts, labels, train_rows, test_rows, seed: int, args) -> dict[floa
         counts = np.bincount(labels[train_rows], minlength=3)
         weights = torch.tensor(len(train_rows) / (3 * counts), dtype=torch.float32)
     loss_function = torch.nn.CrossEntropyLoss(weight=weights)
+
     def snapshot() -> list[dict[str, torch.Tensor]]:
         return [{k: v.clone() for k, v in m.state_dict().items()} for m in (encoder, head)]
 
