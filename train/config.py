@@ -32,7 +32,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     model_name_or_path: str = DEFAULT_BACKBONE  # resolved to the copy shipped on PyPI
     head: str = "mean"  # "mean": mean-pooled head (what MiniLM was trained for); "cls": stock
-    max_length: int = 128  # news sentences here are <= 70 tokens; longer ones are truncated
+    max_length: int = 128  # the seed sentences are <= 49 tokens, so 128 truncates none of them
     exclude_ambiguous: bool = False  # drop sentences the annotators marked ambiguous
     validation_docs: list[str] = field(default_factory=list)  # documents held out per epoch
     # Cross-validation report (scripts/evaluate.py) quoted in the checkpoint's model
