@@ -150,12 +150,18 @@ def build_model(
     try:
         with _quiet_transformers_loading():
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
             if head == "cls":
+                if backbone_config.model_type == NegstanceBertConfig.model_type:
+                    # The Auto classes map it back to the mean-pooling model, not a [CLS] head.
+                    raise NegstanceError(
+                        f"{model_name_or_path!r} is a negstance mean-pooling checkpoint: "
+                        "fine-tune it with head=mean"
+                    )
                 model = AutoModelForSequenceClassification.from_pretrained(
                     path, use_safetensors=True, trust_remote_code=False, **label_kwargs
                 )
             elif head == "mean":
-                backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
                 if backbone_config.model_type not in ("bert", NegstanceBertConfig.model_type):
                     raise NegstanceError(
                         f"head=mean supports BERT-family backbones; {model_name_or_path!r} is "
@@ -431,6 +437,15 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cuda_supports_bf16() -> bool:
+    """True when a CUDA GPU runs bf16 natively (Ampere or newer).
+
+    Pre-Ampere GPUs (V100, T4) only emulate bf16, which is slower than fp32 there;
+    ``torch.cuda.is_bf16_supported()`` counts emulation unless told not to.
+    """
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` picks bf16 where the hardware runs it natively, fp32 elsewhere."""
     if precision not in PRECISIONS:
@@ -440,7 +455,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if cuda_supports_bf16() else "fp32"
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 

@@ -636,3 +636,24 @@ def test_evaluate_script_reports_errors_in_one_line(tmp_path, capsys):
     assert error_line(evaluate_script.main, ["--config", str(missing)], capsys) == (
         f"error: config file not found: {missing}"
     )
+
+
+@pytest.mark.parametrize("backbone", ["absent", "pickled"])
+def test_evaluate_refuses_a_bad_backbone_in_one_line(tiny_backbone_dir, tmp_path, capsys, backbone):
+    # The frozen-embedding baseline loads the backbone before any training does, so it
+    # must refuse what training refuses, with the same one-line errors.
+    evaluate_script = load_script("evaluate")
+    directory = tmp_path / backbone
+    if backbone == "pickled":
+        directory.mkdir()
+        for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+            if (tiny_backbone_dir / name).is_file():
+                (directory / name).write_bytes((tiny_backbone_dir / name).read_bytes())
+        (directory / "pytorch_model.bin").write_bytes(b"pickle would run code")
+    argv = ["--quick", "--no_setfit", f"--model_name_or_path={directory}"]
+    argv += ["--output_dir", str(tmp_path / "report")]
+    line = error_line(evaluate_script.main, argv, capsys)
+    expected = "no such directory" if backbone == "absent" else "pickled weights"
+    assert line.startswith(f"error: cannot load backbone '{directory}': ")
+    assert expected in line
+    assert not (tmp_path / "report").exists()

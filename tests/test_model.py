@@ -155,6 +155,12 @@ def test_mean_head_refuses_non_bert_backbone_with_a_hint(
         build_model(str(tmp_path / "distil"), head="mean")
 
 
+def test_cls_head_refuses_a_negstance_checkpoint_as_backbone(tiny_checkpoint_dir: Path) -> None:
+    # The Auto classes would quietly rebuild the mean-pooling model instead.
+    with pytest.raises(NegstanceError, match="fine-tune it with head=mean"):
+        build_model(str(tiny_checkpoint_dir), head="cls")
+
+
 def test_checkpoint_with_only_pickled_weights_is_refused(
     tiny_checkpoint_dir: Path, tmp_path: Path
 ) -> None:

@@ -171,3 +171,63 @@ def test_linear_probe_needs_the_mean_head(
             "--head=cls",
             "--head_init=linear_probe",
         )
+
+
+@pytest.fixture()
+def fresh_accelerator_state():
+    """accelerate keeps one precision per process; give this test its own and clean up.
+
+    ``_reset_state`` is accelerate's own reset for its test suite; only tests call it.
+    """
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_model_trained_in_bf16_predicts_in_fp32_like_its_checkpoint(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, fresh_accelerator_state
+) -> None:
+    from negstance.model.modeling import load_checkpoint
+
+    output_dir = tmp_path / "run"
+    result = run_training(
+        tiny_backbone_dir,
+        output_dir,
+        small_dataset,
+        "--num_train_epochs=1",
+        "--mixed_precision=bf16",
+        save=True,
+    )
+    assert result.metrics["mixed_precision"] == "bf16"
+    loaded, tokenizer = load_checkpoint(output_dir)
+    batch = tokenizer(small_dataset["text"][:8], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        in_memory = result.model(**batch).logits
+        from_disk = loaded.eval()(**batch).logits
+    # Under training's leftover bf16 autocast the in-memory logits differed by ~5e-4.
+    assert in_memory.dtype == torch.float32
+    torch.testing.assert_close(in_memory, from_disk, rtol=0, atol=1e-6)
+
+
+def test_a_second_precision_in_one_process_is_a_clear_error(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, fresh_accelerator_state
+) -> None:
+    run_training(tiny_backbone_dir, tmp_path / "a", small_dataset, "--num_train_epochs=1")
+    with pytest.raises(NegstanceError, match="accelerate allows one per process"):
+        run_training(
+            tiny_backbone_dir,
+            tmp_path / "b",
+            small_dataset,
+            "--num_train_epochs=1",
+            "--mixed_precision=bf16",
+        )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused only without a GPU")
+def test_fp16_without_a_gpu_is_refused_not_silently_fp32(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    with pytest.raises(NegstanceError, match="fp16 needs a CUDA GPU"):
+        run_training(tiny_backbone_dir, tmp_path / "run", small_dataset, "--mixed_precision=fp16")

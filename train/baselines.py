@@ -42,9 +42,13 @@ from sklearn.metrics import f1_score, make_scorer
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer
-from transformers import AutoModel, AutoTokenizer
 
-from negstance.model.modeling import check_max_length, mean_pool, resolve_model_path
+from negstance.model.modeling import (
+    build_model,
+    check_max_length,
+    mean_pool,
+    resolve_model_path,
+)
 
 SETFIT = "setfit"
 
@@ -150,19 +154,22 @@ def frozen_embeddings(
     max_length: int = 128,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    head: str = "mean",
 ) -> np.ndarray:
     """Mean-pooled last hidden states of the pretrained backbone, shape ``(n, hidden)``.
 
-    The same pooling the ``head=mean`` classifier reads, without any training.
+    The same pooling the ``head=mean`` classifier reads, without any training. The
+    backbone loads as the model's does (``head`` as in the training config), so the
+    same backbones are accepted, pickled weights are refused and a bad path is a
+    one-line error.
 
     Example:
         >>> vectors = frozen_embeddings(["Talks resumed."], "all-MiniLM-L6-v2")  # doctest: +SKIP
         >>> vectors.shape  # doctest: +SKIP
         (1, 384)
     """
-    path = resolve_model_path(model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    encoder = AutoModel.from_pretrained(path, trust_remote_code=False).to(device).eval()
+    model, tokenizer = build_model(model_name_or_path, head=head)
+    encoder = model.base_model.to(device).eval()  # the encoder without the (untrained) head
     check_max_length(encoder, max_length, model_name_or_path)
     vectors = []
     for start in range(0, len(texts), batch_size):

@@ -305,7 +305,9 @@ def cross_validate(
     datasets_bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        embeddings = frozen_embeddings(texts, config.model_name_or_path, config.max_length)
+        embeddings = frozen_embeddings(
+            texts, config.model_name_or_path, config.max_length, head=config.head
+        )
         baseline_inputs = {"text": np.asarray(texts, dtype=object), "embedding": embeddings}
         systems = [MODEL, *baselines]
         runs: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from datasets import Dataset
 from torch.utils.data import DataLoader
@@ -30,7 +31,13 @@ from transformers import (
 )
 
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import LABELS, build_model, check_max_length, save_checkpoint
+from negstance.model.modeling import (
+    LABELS,
+    build_model,
+    check_max_length,
+    cuda_supports_bf16,
+    save_checkpoint,
+)
 from negstance.train.config import TrainConfig
 from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
 from negstance.train.metrics import classification_metrics
@@ -58,7 +65,7 @@ def resolve_mixed_precision(setting: str) -> str:
     CPUs without native bf16, faster)."""
     if setting != "auto":
         return setting
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if cuda_supports_bf16():
         return "bf16"
     return "no"
 
@@ -169,10 +176,25 @@ def train(
         check_output_dir(config)  # before any work: an existing run is refused, not replaced
     saved_state = read_training_state(config.resume_from, config) if config.resume_from else None
     started = time.perf_counter()
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-    )
+    mixed_precision = resolve_mixed_precision(config.mixed_precision)
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        # accelerate would silently train in fp32 and still report fp16.
+        raise NegstanceError("mixed_precision fp16 needs a CUDA GPU; on the CPU use bf16 or no")
+    try:
+        accelerator = Accelerator(
+            mixed_precision=mixed_precision,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+        )
+    except ValueError as error:
+        # accelerate keeps one AcceleratorState per process; a second train() call with
+        # another precision (in a notebook, say) cannot change it.
+        if "already been initialized" not in str(error):
+            raise
+        raise NegstanceError(
+            f"mixed_precision {mixed_precision!r} cannot be used in this process: an earlier "
+            f"training in it used {AcceleratorState().mixed_precision!r}, and accelerate allows "
+            "one per process; train in a new process (or use the same mixed_precision)"
+        ) from None
     set_seed(config.seed)
     log_lines: list[str] = []
 
@@ -338,7 +360,9 @@ def train(
         metrics["validation"] = evaluate_loader(model, eval_loader, accelerator)
         metrics["validation_sentences"] = len(eval_dataset)
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
+    # keep_fp32_wrapper=False: the returned model must run in the precision its user asks
+    # for, not under training's autocast (evaluate.py scores it as fp32).
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     unwrapped.eval()
     result = TrainResult(unwrapped, tokenizer, metrics)
     if save and accelerator.is_main_process:

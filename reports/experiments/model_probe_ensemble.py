@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
     texts, labels = list(dataset["text"]), np.asarray(dataset["label"])
     folds = grouped_folds(list(dataset["doc"]))
     # The baseline's exact input: L2-normalised mean-pooled vectors of the frozen backbone.
-    vectors = frozen_embeddings(texts, config.model_name_or_path, config.max_length)
+    vectors = frozen_embeddings(
+        texts, config.model_name_or_path, config.max_length, head=config.head
+    )
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     per_fold = {system: {metric: [] for metric in METRICS} for system in SYSTEMS}
     pooled = {system: {metric: [] for metric in METRICS} for system in SYSTEMS}
