@@ -384,12 +384,13 @@ def _csv_value(value: Any) -> Any:
     return "" if value is None else value
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a whole small file so readers never see it half-written."""
+def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write a whole small file (text, or bytes as they are) so readers never see it
+    half-written."""
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with open(temporary, "wb") as handle:
+        handle.write(text.encode("utf-8") if isinstance(text, str) else text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, target)

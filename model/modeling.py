@@ -421,6 +421,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise NegstanceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise NegstanceError(f"device {device!r} asked for, but no CUDA GPU is available")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise NegstanceError(
+            f"device {device!r} asked for, but there are only {torch.cuda.device_count()} "
+            "CUDA GPU(s): use cuda:0 to cuda:N-1"
+        )
     if resolved.type not in ("cpu", "cuda"):
         raise NegstanceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
     return resolved

@@ -657,3 +657,18 @@ def test_evaluate_refuses_a_bad_backbone_in_one_line(tiny_backbone_dir, tmp_path
     assert line.startswith(f"error: cannot load backbone '{directory}': ")
     assert expected in line
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without GPU")
+def test_evaluate_checks_the_device_before_any_training(tmp_path, capsys, monkeypatch):
+    import negstance.train.training as training
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained before checking --device")
+
+    monkeypatch.setattr(training, "train", must_not_train)
+    evaluate_script = load_script("evaluate")
+    argv = ["--quick", "--no_setfit", "--device", "cuda", "--output_dir", str(tmp_path / "r")]
+    assert error_line(evaluate_script.main, argv, capsys) == (
+        "error: device 'cuda' asked for, but no CUDA GPU is available"
+    )

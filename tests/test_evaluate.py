@@ -466,6 +466,49 @@ def test_model_card_says_when_no_evaluation_is_attached(tmp_path):
     assert "loads with plain transformers" in card
 
 
+def test_a_failed_report_write_leaves_the_previous_report_whole(quick_run, tmp_path, monkeypatch):
+    import negstance.train.evaluate as evaluate_module
+
+    report = quick_run["report"]
+    evaluate_module.write_report(report, tmp_path, "first command")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert sorted(before) == ["confusion_matrix.png", "report.json", "report.md"]
+    assert before["confusion_matrix.png"].startswith(b"\x89PNG")
+
+    def broken_plot(report):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(evaluate_module, "plot_confusion_matrices", broken_plot)
+    with pytest.raises(RuntimeError, match="disk full"):
+        evaluate_module.write_report(report, tmp_path, "second command")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_inner_tuning_scores_all_three_labels_even_where_one_is_absent():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from negstance.train.baselines import _grouped_search
+
+    scorer = _grouped_search(LogisticRegression()).scoring
+    # An inner fold without `none` sentences, every one predicted right: F1 1 for favor and
+    # against, 0 for the absent label, as the report's macro-F1 counts it (not 1.0).
+    features, truth = np.arange(4.0).reshape(-1, 1), np.array([0, 0, 1, 1])
+    memoriser = KNeighborsClassifier(n_neighbors=1).fit(features, truth)
+    assert scorer(memoriser, features, truth) == pytest.approx(2 / 3)
+
+
+def test_an_incomplete_report_gives_a_card_with_the_reason_not_a_crash(tmp_path):
+    # The card is written after training; a hand-edited or older report must not lose it.
+    report = tmp_path / "report.json"
+    report.write_text('{"systems": {"model": {"pooled": {}}}}', encoding="utf-8")
+    dataset = load_seed_dataset(SEED_DATA)
+    card = render_model_card(load_config(), {}, dataset, evaluation_report=report)
+    assert "model-index" not in front_matter(card)
+    assert f"`{report}` is not a complete evaluation report (KeyError: " in card
+    assert "re-run scripts/evaluate.py" in card
+
+
 def test_a_setfit_that_fails_to_import_counts_as_unavailable(monkeypatch):
     import sys
 

@@ -172,3 +172,24 @@ def test_checkpoint_with_only_pickled_weights_is_refused(
     (directory / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(NegstanceError, match="only pickled weights"):
         load_checkpoint(directory)
+
+
+def test_device_names_are_checked_against_the_machine(monkeypatch) -> None:
+    import torch
+
+    from negstance.model.modeling import resolve_device
+
+    with pytest.raises(NegstanceError, match="unsupported device 'meta'"):
+        resolve_device("meta")
+    with pytest.raises(NegstanceError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(NegstanceError, match="no CUDA GPU is available"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+    # A one-GPU machine: cuda:1 would only fail later, inside torch, at model.to().
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(NegstanceError, match=r"only 1 CUDA GPU\(s\): use cuda:0 to cuda:N-1"):
+        resolve_device("cuda:1")

@@ -231,3 +231,59 @@ def test_fp16_without_a_gpu_is_refused_not_silently_fp32(
 ) -> None:
     with pytest.raises(NegstanceError, match="fp16 needs a CUDA GPU"):
         run_training(tiny_backbone_dir, tmp_path / "run", small_dataset, "--mixed_precision=fp16")
+
+
+def test_checkpoint_truncates_at_inference_where_training_did(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    from transformers import pipeline
+
+    from negstance.model import StanceClassifier
+
+    output_dir = tmp_path / "run"
+    run_training(
+        tiny_backbone_dir,
+        output_dir,
+        small_dataset,
+        "--num_train_epochs=1",
+        "--max_length=16",
+        save=True,
+    )
+    classifier = StanceClassifier.from_pretrained(output_dir, device="cpu")
+    assert classifier.max_length == 16
+    long_text = " ".join(["talks"] * 40)
+    _, truncated = classifier.probabilities_and_truncation([long_text, "Talks resumed."])
+    assert truncated == 1
+    # The first 14 words plus [CLS] and [SEP] are the 16 tokens the model reads.
+    cut = " ".join(["talks"] * 14)
+    np.testing.assert_allclose(
+        classifier.predict_proba(long_text), classifier.predict_proba(cut), atol=1e-6
+    )
+    assert pipeline("text-classification", model=str(output_dir)).tokenizer.model_max_length == 16
+
+
+@pytest.mark.parametrize("present_labels", [[0, 1, 2], [0, 2]])
+def test_linear_probe_head_reproduces_the_fitted_logistic_regression(
+    tiny_backbone_dir: Path, small_dataset: Dataset, present_labels: list[int]
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from negstance.model.modeling import build_model
+    from negstance.train.training import init_head_from_linear_probe, make_loader, tokenize
+
+    dataset = small_dataset.filter(lambda row: row["label"] in present_labels)
+    model, tokenizer = build_model(str(tiny_backbone_dir), head="mean")
+    loader = make_loader(tokenize(dataset, tokenizer, 128), tokenizer, 64, False, 0)
+    init_head_from_linear_probe(model, loader, "none", seed=0)
+    batch = next(iter(loader))
+    labels = batch.pop("labels").numpy()
+    with torch.no_grad():
+        model.eval()
+        vectors = model.embed(**batch).numpy()
+        probabilities = torch.softmax(model(**batch).logits, dim=-1).numpy()
+    probe = LogisticRegression(max_iter=2000, random_state=0).fit(vectors, labels)
+    np.testing.assert_allclose(
+        probabilities[:, present_labels], probe.predict_proba(vectors), atol=1e-3
+    )
+    absent = sorted(set(range(3)) - set(present_labels))
+    assert (probabilities[:, absent] < 1e-3).all()

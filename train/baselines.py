@@ -49,6 +49,7 @@ from negstance.model.modeling import (
     mean_pool,
     resolve_model_path,
 )
+from negstance.train.metrics import LABEL_IDS
 
 SETFIT = "setfit"
 
@@ -101,7 +102,8 @@ def _grouped_search(pipeline: Pipeline) -> GridSearchCV:
     return GridSearchCV(
         pipeline,
         SEARCH_GRID,
-        scoring=make_scorer(f1_score, average="macro", zero_division=0),
+        # labels=: an inner fold without some label still scores all three, as the report does.
+        scoring=make_scorer(f1_score, average="macro", labels=LABEL_IDS, zero_division=0),
         cv=LeaveOneGroupOut(),
     )
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ from sklearn.model_selection import LeaveOneGroupOut
 
 from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
 from negstance.model.errors import NegstanceError
-from negstance.model.io import check_writable_directory
+from negstance.model.io import check_writable_directory, write_text_atomic
 from negstance.model.modeling import LABELS
 from negstance.train.baselines import (
     ALL_BASELINES,
@@ -267,6 +268,7 @@ def cross_validate(
         )
     if not seeds:
         raise NegstanceError("at least one seed is needed")
+    resolved_device = resolve_device(device)  # a bad --device fails now, not after a training
     started = time.perf_counter()
     dataset = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
     texts = list(dataset["text"])
@@ -354,7 +356,9 @@ def cross_validate(
                 train_rows, test_rows = fold.train_indices, fold.test_indices
                 result = train(run_config, train_dataset=dataset.select(train_rows), save=False)
                 train_seconds.append(result.metrics["train_seconds"])
-                classifier = StanceClassifier(result.model, result.tokenizer, device=device)
+                classifier = StanceClassifier(
+                    result.model, result.tokenizer, device=resolved_device
+                )
                 fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
                 probabilities[seed][test_rows] = fold_probabilities
                 predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
@@ -385,7 +389,7 @@ def cross_validate(
                         seed,
                         max_length=config.max_length,
                         num_iterations=setfit_iterations,
-                        device=str(resolve_device(device)),
+                        device=str(resolved_device),
                     )
                     setfit_seconds.append(time.perf_counter() - setfit_started)
                     score(SETFIT, seed, fold)
@@ -498,7 +502,7 @@ def cross_validate(
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "torch_threads": torch.get_num_threads(),
-            "device": str(resolve_device(device)),
+            "device": str(resolved_device),
             "cpu_count": os.cpu_count(),
         },
         "timing": {
@@ -772,8 +776,8 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def plot_confusion_matrices(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """One heat map per system (model first), summed over folds and seeds, as a PNG."""
+def plot_confusion_matrices(report: dict[str, Any]) -> bytes:
+    """One heat map per system (model first), summed over folds and seeds, as PNG bytes."""
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -793,7 +797,9 @@ def plot_confusion_matrices(report: dict[str, Any], path: str | os.PathLike[str]
         f"{len(report['seeds'])} seed(s)",
         fontsize=11,
     )
-    figure.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
 
 
 def write_report(
@@ -803,11 +809,17 @@ def write_report(
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
     report = report | {"command": command}
-    json_path, markdown_path, plot_path = (directory / name for name in REPORT_FILES)
-    json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    markdown_path.write_text(render_markdown(report, command), encoding="utf-8")
-    plot_confusion_matrices(report, plot_path)
-    return [json_path, markdown_path, plot_path]
+    contents = [
+        json.dumps(report, indent=1) + "\n",
+        render_markdown(report, command),
+        plot_confusion_matrices(report),
+    ]
+    # Everything rendered first, then each file replaced whole: an interrupted or failed
+    # write leaves the previous report, never a half-written one.
+    paths = [directory / name for name in REPORT_FILES]
+    for path, content in zip(paths, contents, strict=True):
+        write_text_atomic(path, content)
+    return paths
 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:

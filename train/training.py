@@ -133,8 +133,16 @@ def init_head_from_linear_probe(
     ).fit(np.concatenate(features), np.concatenate(targets))
     weight = np.zeros((len(LABELS), probe.coef_.shape[1]), dtype=np.float32)
     bias = np.zeros(len(LABELS), dtype=np.float32)
-    weight[probe.classes_] = probe.coef_ if len(probe.classes_) > 2 else 0.0
-    bias[probe.classes_] = probe.intercept_ if len(probe.classes_) > 2 else 0.0
+    if len(probe.classes_) == 2:
+        # A binary probe is one hyperplane, its second class against its first: softmax
+        # over logits (0, w·x + b) gives the same probabilities. The label missing from
+        # the training data starts far below both (a factor e^-10), since nothing
+        # teaches the model about it.
+        first, second = probe.classes_
+        weight[second], bias[second] = probe.coef_[0], probe.intercept_[0]
+        bias[sorted(set(range(len(LABELS))) - {first, second})] = -10.0
+    else:
+        weight[probe.classes_], bias[probe.classes_] = probe.coef_, probe.intercept_
     model.classifier.weight.copy_(torch.from_numpy(weight))
     model.classifier.bias.copy_(torch.from_numpy(bias))
 
@@ -217,6 +225,8 @@ def train(
         config.model_name_or_path, head=config.head, classifier_dropout=config.classifier_dropout
     )
     check_max_length(model, config.max_length, config.model_name_or_path)
+    # Saved with the checkpoint, so StanceClassifier and pipeline truncate where training did.
+    tokenizer.model_max_length = config.max_length
     train_tokens = tokenize(train_dataset, tokenizer, config.max_length)
     train_loader = make_loader(
         train_tokens, tokenizer, config.per_device_train_batch_size, True, config.seed
@@ -316,9 +326,13 @@ def train(
             epoch_loss += loss.item()
             batches += 1
             progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        # Each process saw its own shard: average their means so the log covers every batch.
+        local_mean = torch.tensor(
+            epoch_loss / max(batches, 1), dtype=torch.float64, device=accelerator.device
+        )
         record: dict[str, Any] = {
             "epoch": epoch,
-            "train_loss": epoch_loss / max(batches, 1),
+            "train_loss": accelerator.reduce(local_mean, reduction="mean").item(),
             "learning_rate": scheduler.get_last_lr()[0],
         }
         if eval_loader is not None:
