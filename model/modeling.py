@@ -211,6 +211,9 @@ def check_max_length(model: PreTrainedModel, max_length: int, model_name_or_path
         )
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+
+
 def check_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
     """Refuse anything that is not a complete, safe negstance checkpoint directory."""
     directory = Path(path)
@@ -236,6 +239,13 @@ def check_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
                 "can run arbitrary code when loaded; convert it to safetensors first"
             )
         raise NegstanceError(f"not a checkpoint (no model.safetensors): {directory}")
+    # Any one of the files a tokenizer is built from; without them transformers fails
+    # with "Couldn't instantiate the backend tokenizer", which names no file.
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise NegstanceError(
+            f"not a complete checkpoint (no tokenizer: none of {', '.join(TOKENIZER_FILES)}): "
+            f"{directory}; copy the whole output_dir of train.py"
+        )
     return directory
 
 
@@ -323,13 +333,37 @@ def save_checkpoint(
         PosixPath('runs/default')
     """
     target = Path(path)
-    with staged_directory(target) as staging:
+    check_replaceable(target)
+    with staged_directory(named_directory(target)) as staging:
         with _quiet_transformers_loading():
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text, encoding="utf-8")
     return target
+
+
+def named_directory(path: Path) -> Path:
+    """``path``, made absolute when it has no name of its own (``.``, ``..``).
+
+    Saving renames siblings of the target into place, which needs the target's name.
+    """
+    return path.resolve() if path.name in ("", "..") else path
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse to save over anything but an earlier checkpoint or an empty directory.
+
+    A save replaces the whole target directory: pointed by mistake at a project
+    folder or a home directory, it would delete everything in it.
+    """
+    if target.exists() and not target.is_dir():
+        raise NegstanceError(f"refusing to save over {target}: it is a file, not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
+        raise NegstanceError(
+            f"refusing to replace {target}: it is not a checkpoint (no config.json), and a "
+            "save replaces the whole directory; choose a new or empty directory"
+        )
 
 
 @contextlib.contextmanager
@@ -348,6 +382,10 @@ def staged_directory(target: Path) -> Iterator[Path]:
     staging = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.saving-{os.getpid()}-", dir=target.parent)
     )
+    # mkdtemp makes it private (0700); a saved checkpoint gets a plain mkdir's mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     try:
         yield staging
         replace_directory(staging, target)

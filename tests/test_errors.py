@@ -246,6 +246,9 @@ def broken_checkpoint(kind: str, good: Path, tmp_path: Path) -> Path:
     elif kind == "only pytorch_model.bin":
         weights.unlink()
         (directory / "pytorch_model.bin").write_bytes(b"pickle would run code")
+    elif kind == "no tokenizer":
+        for name in ("tokenizer.json", "vocab.txt"):
+            (directory / name).unlink(missing_ok=True)
     return directory
 
 
@@ -268,6 +271,11 @@ MODEL_CASES = {
     "only pytorch_model.bin": (
         "refusing {model}: it has only pickled weights (pytorch_model.bin), which can run "
         "arbitrary code when loaded; convert it to safetensors first"
+    ),
+    "no tokenizer": (
+        "not a complete checkpoint (no tokenizer: none of tokenizer.json, vocab.txt, "
+        "vocab.json, tokenizer.model, spiece.model): {model}; copy the whole output_dir of "
+        "train.py"
     ),
 }
 
@@ -487,6 +495,16 @@ CONFIG_CASES = {
         "--learning_rate needs a value: --learning_rate=VALUE",
     ),
     "stray argument": ("", ["epochs"], "expected --key=value, got 'epochs'"),
+    "mistyped flag": (
+        "",
+        ["--overwrit"],
+        "command line: unknown key 'overwrit' (did you mean 'overwrite'?)",
+    ),
+    "linear probe on the cls head": (
+        "head: cls\nhead_init: linear_probe\n",
+        [],
+        "config: head_init=linear_probe needs head=mean",
+    ),
 }
 
 
@@ -504,6 +522,7 @@ def test_train_rejects_bad_config(case, tiny_train_args, tmp_path, capsys):
 def test_train_output_dir_checks(tiny_train_args, seed_sentences, tmp_path, capsys):
     existing = tmp_path / "done"
     existing.mkdir()
+    (existing / "config.json").write_text("{}", encoding="utf-8")
     (existing / "model.safetensors").write_bytes(b"a finished run")
     argv = [*tiny_train_args, f"--output_dir={existing}"]
     assert error_line(train_script.main, argv, capsys) == (
@@ -528,6 +547,47 @@ def test_train_output_dir_checks(tiny_train_args, seed_sentences, tmp_path, caps
         f"error: resume_from: no training state at {tmp_path / 'nothing.state'} "
         "(expected the <output_dir>.state directory of an interrupted run)"
     )
+
+
+def test_overwrite_replaces_only_a_checkpoint(tiny_train_args, tmp_path, capsys, monkeypatch):
+    # --overwrite once replaced whatever output_dir named: a project folder, even ".".
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("keep me", encoding="utf-8")
+    argv = [*tiny_train_args, f"--output_dir={project}", "--overwrite"]
+    assert error_line(train_script.main, argv, capsys) == (
+        f"error: refusing to replace {project}: it is not a checkpoint (no config.json), and "
+        "a save replaces the whole directory; choose a new or empty directory"
+    )
+    monkeypatch.chdir(project)
+    line = error_line(
+        train_script.main, [*tiny_train_args, "--output_dir=.", "--overwrite"], capsys
+    )
+    assert line.startswith("error: refusing to replace .: it is not a checkpoint")
+    assert sorted(path.name for path in project.iterdir()) == ["notes.txt"]
+    assert (project / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["project"]
+
+
+def test_save_pretrained_refuses_to_replace_a_file_or_a_non_checkpoint(classifier, tmp_path):
+    from negstance.model.errors import NegstanceError
+
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    with pytest.raises(NegstanceError, match="it is a file, not a directory"):
+        classifier.save_pretrained(tmp_path / "a_file")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "data.csv").write_text("x", encoding="utf-8")
+    with pytest.raises(NegstanceError, match="it is not a checkpoint"):
+        classifier.save_pretrained(tmp_path / "folder")
+    assert (tmp_path / "a_file").read_text(encoding="utf-8") == "x"
+    assert [path.name for path in (tmp_path / "folder").iterdir()] == ["data.csv"]
+    (tmp_path / "empty").mkdir()
+    copy = classifier.save_pretrained(tmp_path / "empty")
+    assert (copy / "config.json").is_file()
+    # The mode a plain mkdir gives, not mkdtemp's private 0700.
+    (tmp_path / "plain").mkdir()
+    assert copy.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    assert classifier.save_pretrained(copy) == copy  # an earlier checkpoint is replaced
 
 
 def test_train_rejects_missing_backbone(tiny_train_args, tmp_path, capsys):
@@ -635,6 +695,10 @@ def test_evaluate_script_reports_errors_in_one_line(tmp_path, capsys):
     missing = tmp_path / "absent.yaml"
     assert error_line(evaluate_script.main, ["--config", str(missing)], capsys) == (
         f"error: config file not found: {missing}"
+    )
+    # A typo of evaluate.py's own option, not of a training key.
+    assert error_line(evaluate_script.main, ["--quick", "--no_setfti"], capsys) == (
+        "error: unknown option --no_setfti (did you mean --no_setfit?)"
     )
 
 

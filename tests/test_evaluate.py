@@ -424,18 +424,29 @@ def test_model_card_quotes_the_attached_evaluation(quick_run, tiny_backbone_dir)
     assert metadata["pipeline_tag"] == "text-classification"
     assert metadata["license"] == "mit"
     assert metadata["base_model"] == str(tiny_backbone_dir)
-    pooled = quick_run["report"]["systems"][MODEL]["pooled"]["macro_f1"]["mean"]
-    index_metrics = metadata["model-index"][0]["results"][0]["metrics"]
-    assert index_metrics[0]["value"] == pytest.approx(pooled, abs=1e-4)
     for section in ("## Intended use", "## Labels", "## Training data", "## Evaluation"):
         assert section in card
     assert "## Limitations and risks" in card and "## How to use" in card
     counts = Counter(dataset["label"])
     assert f"favor {counts[0]}, against {counts[1]}, none {counts[2]}" in card
-    # The quick run trained 1 epoch; this config says 10: the card must say they differ.
+    # The quick run trained 1 epoch; this config says 10: the card must say they differ,
+    # and its machine-readable metadata must not claim the other recipe's scores.
     assert "evaluated configuration differs" in card and "`num_train_epochs`" in card
+    assert "model-index" not in metadata
     assert "negstance_bert" in card
     assert "per article (mean over folds × seeds): model" in card  # not pooled scores alone
+
+
+def test_model_card_metadata_carries_the_scores_of_the_same_configuration(quick_run):
+    dataset = load_seed_dataset(SEED_DATA)
+    config = load_config(None, quick_run["report"]["config"])
+    card = render_model_card(
+        config, {}, dataset, evaluation_report=quick_run["dir"] / "report.json"
+    )
+    assert "evaluated configuration differs" not in card
+    pooled = quick_run["report"]["systems"][MODEL]["pooled"]["macro_f1"]["mean"]
+    index_metrics = front_matter(card)["model-index"][0]["results"][0]["metrics"]
+    assert index_metrics[0]["value"] == pytest.approx(pooled, abs=1e-4)
 
 
 def test_the_verdict_names_the_per_article_winner_and_the_paired_wins(quick_run):

@@ -102,6 +102,9 @@ class TrainConfig:
                 raise NegstanceError(
                     f"config: {name} must be one of {', '.join(allowed)}, not {value!r}"
                 )
+        if self.head_init == "linear_probe" and self.head != "mean":
+            # Said before any loading: the probe is fitted on the mean-pooled vectors.
+            raise NegstanceError("config: head_init=linear_probe needs head=mean")
         return self
 
     def to_yaml(self) -> str:
@@ -157,14 +160,16 @@ def _apply(values: dict[str, Any], updates: dict[str, Any], source: str) -> None
     types_by_name = _field_types()
     for name, value in updates.items():
         if name not in types_by_name:
-            close = difflib.get_close_matches(str(name), types_by_name, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"known keys: {', '.join(types_by_name)}"
-            )
-            raise NegstanceError(f"{source}: unknown key {name!r} ({hint})")
+            raise unknown_key_error(name, source)
         values[name] = _coerce(name, value, types_by_name[name], source)
+
+
+def unknown_key_error(name: str, source: str) -> NegstanceError:
+    """``source: unknown key 'x' (did you mean 'y'?)``, or the list of known keys."""
+    types_by_name = _field_types()
+    close = difflib.get_close_matches(str(name), types_by_name, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(types_by_name)}"
+    return NegstanceError(f"{source}: unknown key {name!r} ({hint})")
 
 
 def read_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -209,6 +214,9 @@ def parse_overrides(arguments: Sequence[str]) -> dict[str, Any]:
         elif _field_types().get(argument[2:]) is bool:
             overrides[argument[2:]] = True
             continue
+        elif argument[2:] not in _field_types():
+            # A mistyped flag (--overwrit) is an unknown key, not a key missing its value.
+            raise unknown_key_error(argument[2:], "command line")
         else:
             raise NegstanceError(f"{argument} needs a value: {argument}=VALUE")
         if _field_types().get(key) in (str, list[str]):

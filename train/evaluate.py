@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import difflib
 import io
 import json
 import os
@@ -920,11 +921,29 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def check_mistyped_options(parser: ArgumentParser, rest: Sequence[str]) -> None:
+    """Name evaluate.py's own option when a leftover ``--x`` is a typo of it (--no_setfti).
+
+    Leftovers are training overrides; without this, a typo would be reported against
+    the training config's keys only.
+    """
+    options = [option for action in parser._actions for option in action.option_strings]
+    for argument in rest:
+        name = argument.split("=", 1)[0]
+        if not name.startswith("--") or name[2:] in TrainConfig.__dataclass_fields__:
+            continue
+        close = difflib.get_close_matches(name, options, n=1)
+        if close:
+            raise NegstanceError(f"unknown option {name} (did you mean {close[0]}?)")
+
+
 @user_errors_exit_cleanly
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """``evaluate.py --config FILE [--seeds N] [--output_dir DIR] [--quick] [--key=value ...]``."""
     arguments = list(argv or [])
-    args, rest = evaluate_parser().parse_known_args(arguments)
+    parser = evaluate_parser()
+    args, rest = parser.parse_known_args(arguments)
+    check_mistyped_options(parser, rest)
     overrides: dict[str, Any] = {"num_train_epochs": 1} if args.quick else {}
     overrides |= parse_overrides(rest)
     config = load_config(args.config, overrides)

@@ -54,7 +54,8 @@ TAGS = [
 
 
 def front_matter(config: TrainConfig, report: dict[str, Any] | None) -> dict[str, Any]:
-    """The card's YAML metadata; ``model-index`` only when an evaluation is attached."""
+    """The card's YAML metadata; ``model-index`` only when an evaluation of this very
+    configuration is attached (tools read those numbers without the card's caveats)."""
     metadata: dict[str, Any] = {
         "pipeline_tag": "text-classification",
         "library_name": "transformers",
@@ -64,7 +65,7 @@ def front_matter(config: TrainConfig, report: dict[str, Any] | None) -> dict[str
         "tags": TAGS,
         "metrics": ["f1", "accuracy"],
     }
-    if report is not None:
+    if report is not None and not configuration_differences(config, report):
         pooled = report["systems"][MODEL]["pooled"]
         seeds = len(report["seeds"])
         metadata["model-index"] = [

@@ -382,7 +382,6 @@ def train(
     if save and accelerator.is_main_process:
         from negstance.train.model_card import render_model_card
 
-        log(f"saved checkpoint to {config.output_dir}")
         result.output_dir = save_checkpoint(
             unwrapped,
             tokenizer,

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory
-from negstance.model.modeling import staged_directory
+from negstance.model.modeling import check_replaceable, named_directory, staged_directory
 from negstance.train.config import TrainConfig
 
 STATE_FORMAT = 1
@@ -59,7 +59,7 @@ class TrainingProgress:
 
 def state_dir_for(output_dir: str | os.PathLike[str]) -> Path:
     """``runs/default`` → ``runs/default.state``."""
-    target = Path(output_dir)
+    target = named_directory(Path(output_dir))
     return target.with_name(target.name + ".state")
 
 
@@ -78,6 +78,7 @@ def check_output_dir(config: TrainConfig) -> None:
             f"output_dir exists: {target} (pass --overwrite to replace it, "
             "or choose another --output_dir)"
         )
+    check_replaceable(target)  # now, not after training: --overwrite replaces only a checkpoint
     state = state_dir_for(target)
     resuming_it = config.resume_from and Path(config.resume_from).resolve() == state.resolve()
     if state.exists() and not (resuming_it or config.overwrite):
