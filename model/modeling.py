@@ -634,6 +634,9 @@ class StanceClassifier:
         Rows follow the input order; a single string gives shape ``(3,)``.
         """
         single = isinstance(texts, str)
+        if single and not texts.strip():
+            # Checked here: after wrapping, the error would name a "texts[0]" never passed.
+            raise ValueError("text is empty or only whitespace: nothing to classify")
         probabilities, _ = self.probabilities_and_truncation(
             [texts] if single else texts, batch_size=batch_size
         )

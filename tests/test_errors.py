@@ -658,9 +658,12 @@ def test_the_list_entry_point_refuses_a_bare_string(classifier):
     assert classifier.predict_proba("Talks resumed.").shape == (3,)
 
 
-@pytest.mark.parametrize("texts", ["", "   ", ["Talks resumed.", "\n"]])
-def test_predict_api_rejects_empty_text(classifier, texts):
-    with pytest.raises(ValueError, match=r"is empty or only whitespace: nothing to classify"):
+@pytest.mark.parametrize(
+    ("texts", "named"), [("", "text"), ("   ", "text"), (["Talks resumed.", "\n"], r"texts\[1\]")]
+)
+def test_predict_api_rejects_empty_text(classifier, texts, named):
+    # A single string is named as the text it is, not as a "texts[0]" the caller never wrote.
+    with pytest.raises(ValueError, match=rf"^{named} is empty or only whitespace: nothing to"):
         classifier.predict(texts)
 
 
@@ -695,6 +698,12 @@ def test_evaluate_script_reports_errors_in_one_line(tmp_path, capsys):
     missing = tmp_path / "absent.yaml"
     assert error_line(evaluate_script.main, ["--config", str(missing)], capsys) == (
         f"error: config file not found: {missing}"
+    )
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mine.yaml").write_text("seed: 1\n", encoding="utf-8")
+    assert error_line(evaluate_script.main, ["--config", str(tmp_path / "configs")], capsys) == (
+        f"error: config is a directory, not a YAML file: {tmp_path / 'configs'} "
+        f"(e.g. {tmp_path / 'configs' / 'mine.yaml'})"
     )
     # A typo of evaluate.py's own option, not of a training key.
     assert error_line(evaluate_script.main, ["--quick", "--no_setfti"], capsys) == (

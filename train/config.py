@@ -174,6 +174,10 @@ def unknown_key_error(name: str, source: str) -> NegstanceError:
 
 def read_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     location = Path(path)
+    if location.is_dir():
+        yaml_files = sorted(location.glob("*.yaml"))
+        example = f" (e.g. {yaml_files[0]})" if yaml_files else ""
+        raise NegstanceError(f"config is a directory, not a YAML file: {location}{example}")
     if not location.is_file():
         raise NegstanceError(f"config file not found: {location}")
     try:
