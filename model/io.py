@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,27 @@ def is_wide_encoding(encoding: str) -> bool:
     return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
 
 
+# UTF-32's little-endian mark starts with UTF-16's, so UTF-32 is looked for first.
+WIDE_BYTE_ORDER_MARKS = (
+    ("utf-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+    ("utf-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
+)
+
+
+def _refuse_wide_byte_order_mark(first_line: bytes, path: Path) -> None:
+    """Name the encoding of a UTF-16/32 file read with a byte-by-byte encoding.
+
+    Such a file fails as UTF-8 at its first byte, and the usual advice, latin-1,
+    would decode it without complaint into text laced with NUL characters.
+    """
+    for encoding, marks in WIDE_BYTE_ORDER_MARKS:
+        if first_line.startswith(marks):
+            raise NegstanceError(
+                f"{path} starts with a {encoding.upper()} byte-order mark: "
+                f"pass --encoding {encoding}"
+            )
+
+
 def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Lines decoded one by one, so a bad byte is reported with its line number."""
     try:
@@ -83,18 +105,32 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
         return
     with handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1:
+                _refuse_wide_byte_order_mark(raw, path)
             try:
                 line = raw.decode(encoding)
-            except UnicodeDecodeError as error:
+            # UnicodeError, not just its subclass UnicodeDecodeError: some codecs
+            # (idna, say) raise the base class, which has no byte position.
+            except UnicodeError as error:
+                problem = (
+                    f"byte {raw[error.start]:#04x}"
+                    if isinstance(error, UnicodeDecodeError)
+                    else _one_line(str(error))
+                )
                 raise NegstanceError(
-                    f"{path}, line {line_number}: not valid {encoding} text (byte "
-                    f"{raw[error.start]:#04x}); pass --encoding, e.g. --encoding latin-1"
+                    f"{path}, line {line_number}: not valid {encoding} text ({problem}); "
+                    "pass --encoding, e.g. --encoding latin-1"
                 ) from None
             # Spreadsheet programs start UTF-8 files with a byte-order mark, which
             # would otherwise become part of the first CSV column name.
             if line_number == 1:
                 line = line.removeprefix("\ufeff")
             yield line_number, line
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks escaped: a codec's reason can quote the bad input."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _wide_decoded_lines(handle: BinaryIO, path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -104,10 +140,13 @@ def _wide_decoded_lines(handle: BinaryIO, path: Path, encoding: str) -> Iterator
         for line in text:
             lines_read += 1
             yield lines_read, line
-    except UnicodeDecodeError:
+    # UnicodeError, the base class: a UTF-16/32 file without a byte-order mark
+    # raises it, not UnicodeDecodeError ("UTF-16 stream does not start with BOM").
+    except UnicodeError as error:
         # The decoder works in blocks, so the bad byte is at or after this line.
+        reason = "" if isinstance(error, UnicodeDecodeError) else f" ({_one_line(str(error))})"
         raise NegstanceError(
-            f"{path}, line {lines_read + 1} or later: not valid {encoding} text; "
+            f"{path}, line {lines_read + 1} or later: not valid {encoding} text{reason}; "
             "pass the file's --encoding"
         ) from None
 
@@ -160,18 +199,29 @@ def _txt_records(lines: Iterable[tuple[int, str]]) -> Iterator[Record]:
 def _jsonl_records(
     lines: Iterable[tuple[int, str]], path: Path, text_field: str
 ) -> Iterator[Record]:
+    first_content = True
     for line_number, line in lines:
         if not line.strip():
             continue
+        # A .json file is often one JSON array, not JSON Lines: say so, or the
+        # message about its first line alone leaves the user guessing.
+        array_hint = ""
+        if first_content and line.lstrip().startswith("["):
+            array_hint = (
+                "; the file looks like a JSON array, but the input must be JSON Lines: "
+                "one JSON object per line"
+            )
+        first_content = False
         try:
             value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as error:
             problem = error.msg.removesuffix(" at")
             raise NegstanceError(
                 f"{path}, line {line_number}: invalid JSON ({problem} at column {error.pos + 1})"
+                + array_hint
             ) from None
         if not isinstance(value, dict):
-            raise NegstanceError(f"{path}, line {line_number}: expected a JSON object")
+            raise NegstanceError(f"{path}, line {line_number}: expected a JSON object{array_hint}")
         if text_field not in value:
             raise NegstanceError(f"{path}, line {line_number}: no {text_field!r} field")
         text = value.pop(text_field)
@@ -183,30 +233,60 @@ def _jsonl_records(
         yield Record(line_number, text, value)
 
 
+def csv_delimiter(path: str | os.PathLike[str]) -> str:
+    """Tab for ``.tsv`` files, comma for ``.csv``: the same rule for reading and writing."""
+    return "\t" if Path(path).suffix.lower() == ".tsv" else ","
+
+
 def _csv_records(lines: Iterable[tuple[int, str]], path: Path, text_field: str) -> Iterator[Record]:
     # csv needs whole logical rows (a quoted field may span lines): feed it the
     # decoded lines and read the physical line number back from the reader.
-    line_iter = (line for _, line in lines)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(line_iter, delimiter=delimiter)
+    row_start = _RowStart()
+    # strict: without it a quote that is never closed silently swallows the rest
+    # of the file into one field, and text after a closing quote is glued on.
+    reader = csv.DictReader(row_start.track(lines), delimiter=csv_delimiter(path), strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as error:
         raise NegstanceError(f"{path}, line 1: unreadable CSV header ({error})") from None
     if not header:
         raise NegstanceError(f"{path}: no text to read (the file is empty or blank)")
+    # DictReader keeps only the last of two same-named columns, dropping the others unseen.
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        raise NegstanceError(
+            f"{path}: the header repeats column names ({', '.join(map(repr, repeated))}); "
+            "give every column its own name"
+        )
     if text_field not in header:
         raise NegstanceError(
             f"{path}: no {text_field!r} column (columns: {', '.join(header)}); "
             "pass --text_column to choose one"
         )
+    rows_read = 0
     while True:
+        row_start.next_row()
         try:
             row = next(reader)
         except StopIteration:
+            if rows_read == 0:
+                raise NegstanceError(
+                    f"{path}: the file has a header ({', '.join(header)}) but no rows"
+                ) from None
             return
         except csv.Error as error:
-            raise NegstanceError(f"{path}, line {reader.line_num}: bad CSV ({error})") from None
+            # strict csv reports a quote left open as "unexpected end of data", at
+            # the file's last line: name the line the row began on instead.
+            if str(error) == "unexpected end of data":
+                raise NegstanceError(
+                    f"{path}, line {row_start.line_number}: a quoted field in the row "
+                    "starting on this line is never closed"
+                ) from None
+            # DictReader updates its line_num only after a row parses: ask its reader.
+            raise NegstanceError(
+                f"{path}, line {reader.reader.line_num}: bad CSV ({error})"
+            ) from None
+        rows_read += 1
         text = row.pop(text_field)
         if text is None:
             raise NegstanceError(f"{path}, line {reader.line_num}: missing {text_field!r} value")
@@ -214,6 +294,27 @@ def _csv_records(lines: Iterable[tuple[int, str]], path: Path, text_field: str) 
         if extra:
             raise NegstanceError(f"{path}, line {reader.line_num}: more values than columns")
         yield Record(reader.line_num, text, row)
+
+
+class _RowStart:
+    """The line a CSV row starts on: its first non-blank line after the previous row.
+
+    csv's own ``line_num`` is the row's *last* line, which for a quoted field
+    that is never closed is the end of the file.
+    """
+
+    def __init__(self) -> None:
+        self.line_number = 0
+        self._seen_content = False
+
+    def track(self, lines: Iterable[tuple[int, str]]) -> Iterator[str]:
+        for line_number, line in lines:
+            if not self._seen_content and line.strip():
+                self.line_number, self._seen_content = line_number, True
+            yield line
+
+    def next_row(self) -> None:
+        self._seen_content = False
 
 
 # --------------------------------------------------------------------------- #
