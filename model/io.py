@@ -321,21 +321,48 @@ class _RowStart:
 # Output
 # --------------------------------------------------------------------------- #
 def check_output_path(
-    path: str | os.PathLike[str], overwrite: bool = False, resume: bool = False
+    path: str | os.PathLike[str],
+    overwrite: bool = False,
+    resume: bool = False,
+    input_path: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Refuse an output file that cannot be written, or that would replace work.
 
     An existing output needs ``overwrite``; the ``.partial`` of an interrupted
-    run needs ``resume`` (continue it) or ``overwrite`` (start over).
+    run needs ``resume`` (continue it) or ``overwrite`` (start over), not both.
+    The output may not be ``input_path`` itself, under any name.
 
     Example:
         >>> check_output_path("stance.jsonl")  # doctest: +SKIP
         PosixPath('stance.jsonl')
     """
+    if resume and overwrite:
+        raise NegstanceError(
+            "--resume and --overwrite contradict each other: --resume continues an "
+            "interrupted run, --overwrite starts over; pass one of them"
+        )
     target = Path(path)
-    file_format(target, OUTPUT_FORMATS)
+    # Before the extension check: a directory named without one is still a directory.
     if target.is_dir():
         raise NegstanceError(f"output path is a directory: {target}")
+    if target.suffix.lower() == ".json":
+        # .json input is read as JSON Lines too, but a file named .json is
+        # expected to hold one JSON document, which JSON Lines output is not.
+        raise NegstanceError(
+            f"{target}: predictions are written as JSON Lines (one JSON object per line), "
+            "not as one JSON document; name the output .jsonl"
+        )
+    file_format(target, OUTPUT_FORMATS)
+    # samefile also catches another spelling of the path, a symlink or a hard link.
+    if (
+        input_path is not None
+        and target.exists()
+        and Path(input_path).exists()
+        and os.path.samefile(target, input_path)
+    ):
+        raise NegstanceError(
+            f"--output {target} is the input file: write the predictions to another file"
+        )
     if target.exists() and not overwrite:
         raise NegstanceError(f"output exists: {target} (pass --overwrite to replace it)")
     check_writable_directory(target.parent, f"cannot write {target}")
@@ -375,10 +402,12 @@ class OutputWriter:
     """Write rows to ``<output>.partial``; rename to ``<output>`` on ``commit()``.
 
     After every ``checkpoint()`` a ``<output>.partial.progress`` file records how
-    many rows and bytes are safely on disk. ``resume=True`` truncates the partial
-    file to that point and reports the row count, so the caller skips exactly
-    those input rows: no duplicates, no gaps. Nothing is created on disk before
-    the first row, so a run that fails on bad input leaves nothing behind.
+    many rows and bytes are safely on disk, and ``command``: what identifies the
+    run (its input file, options, model). ``resume=True`` refuses a partial file
+    written by a different ``command``, then truncates it to the recorded point and
+    reports the row count, so the caller skips exactly those input rows: no
+    duplicates, no gaps. Nothing is created on disk before the first row, so a run
+    that fails on bad input leaves nothing behind. ``.tsv`` output is tab-separated.
 
     Example:
         >>> writer = OutputWriter("stance.jsonl")  # doctest: +SKIP
@@ -394,10 +423,16 @@ class OutputWriter:
         columns: list[str] | None = None,
         overwrite: bool = False,
         resume: bool = False,
+        input_path: str | os.PathLike[str] | None = None,
+        command: dict[str, Any] | None = None,
     ) -> None:
-        self.path = check_output_path(path, overwrite=overwrite, resume=resume)
+        self.path = check_output_path(
+            path, overwrite=overwrite, resume=resume, input_path=input_path
+        )
         self.format = file_format(self.path, OUTPUT_FORMATS)
+        self.delimiter = csv_delimiter(self.path)
         self.columns = columns
+        self.command = command or {}
         self.partial = partial_path(self.path)
         self.progress = self.path.with_name(self.path.name + ".partial.progress")
         self.rows_done = 0
@@ -408,7 +443,7 @@ class OutputWriter:
                 # The header already on disk fixes the columns; rebuilding them from the
                 # first resumed row could put values under the wrong names.
                 with self.partial.open(encoding="utf-8", newline="") as handle:
-                    self.columns = next(csv.reader(handle), None)
+                    self.columns = next(csv.reader(handle, delimiter=self.delimiter), None)
         self._resume = resume
         self._handle: TextIO | None = None
         self._csv: Any = None
@@ -421,6 +456,19 @@ class OutputWriter:
             raise NegstanceError(
                 f"cannot resume: {self.progress} is damaged (pass --overwrite to start over)"
             ) from None
+        if not isinstance(state.get("command"), dict):
+            raise NegstanceError(
+                f"cannot resume: {self.progress} does not record the command that wrote it "
+                "(an older negstance); pass --overwrite instead of --resume to start over"
+            )
+        differences = _command_differences(state["command"], self.command)
+        if differences:
+            # Continuing would append this command's rows to another command's.
+            raise NegstanceError(
+                f"cannot resume: {self.partial} was written by another command "
+                f"({'; '.join(differences)}); resume with the interrupted command "
+                "unchanged, or pass --overwrite instead of --resume to start over"
+            )
         if size > self.partial.stat().st_size:
             raise NegstanceError(
                 f"cannot resume: {self.partial} is shorter than {self.progress} records "
@@ -447,7 +495,9 @@ class OutputWriter:
             return
         if self._csv is None:
             self.columns = self.columns or list(row)
-            self._csv = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            self._csv = csv.DictWriter(
+                handle, fieldnames=self.columns, extrasaction="ignore", delimiter=self.delimiter
+            )
             if handle.tell() == 0:
                 self._csv.writeheader()
         self._csv.writerow({key: _csv_value(value) for key, value in row.items()})
@@ -458,7 +508,7 @@ class OutputWriter:
         handle.flush()
         os.fsync(handle.fileno())
         self.rows_done = rows_done
-        state = json.dumps({"rows": rows_done, "bytes": handle.tell()})
+        state = json.dumps({"rows": rows_done, "bytes": handle.tell(), "command": self.command})
         temporary = self.progress.with_name(self.progress.name + ".tmp")
         temporary.write_text(state, encoding="utf-8")
         os.replace(temporary, self.progress)
@@ -477,6 +527,21 @@ class OutputWriter:
         """Stop without committing: the partial file stays for ``--resume``."""
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
+
+
+def _command_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"<what> <then> then, <now> now"`` for each part of the command that changed."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return "(not recorded)" if value is None else str(value)
+
+    return [
+        f"{name} {shown(recorded.get(name))} then, {shown(current.get(name))} now"
+        for name in {**recorded, **current}
+        if recorded.get(name) != current.get(name)
+    ]
 
 
 def _csv_value(value: Any) -> Any:

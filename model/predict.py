@@ -12,12 +12,14 @@ output is the same as a single-process run.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,10 @@ def predict_file(
     overall stance. An input field that has the name of an output column (a
     gold ``label``, say) is kept as ``input_<name>``.
 
+    ``resume=True`` continues the ``.partial`` output of an interrupted run of
+    the same command (input file unchanged, same options and model); a partial
+    output of any other command is refused.
+
     Memory is bounded by ``chunk_size``, not by the file. ``accelerator`` is an
     ``accelerate.PartialState`` when run under ``accelerate launch``: each
     process classifies its share and the main process writes.
@@ -239,7 +245,8 @@ def predict_file(
     summary = PredictionSummary()
     # Input problems are found before any output exists (read_records checks eagerly).
     records = read_records(input_path, text_field=text_field, encoding=encoding)
-    writer = _open_writer(output_path, overwrite, resume, accelerator)
+    command = _command_identity(classifier, input_path, text_field, encoding, documents)
+    writer = _open_writer(output_path, input_path, command, overwrite, resume, accelerator)
     if writer is not None:
         summary.resumed_from = writer.rows_done
     skip = _broadcast_int(summary.resumed_from, accelerator)
@@ -323,14 +330,57 @@ def predict_file(
     return summary
 
 
+def _command_identity(
+    classifier: StanceClassifier,
+    input_path: str | os.PathLike[str],
+    text_field: str,
+    encoding: str,
+    documents: bool,
+) -> dict[str, Any]:
+    """What makes one run's output differ from another's, recorded to check ``--resume``.
+
+    The input's size and modification time stand in for its content (hashing a
+    multi-GB input on every run would cost more than the check is worth). Batch
+    and chunk sizes are left out: they do not change a row of the output.
+    """
+    source = Path(input_path).resolve()
+    status = source.stat()
+    model = str(getattr(classifier.model.config, "name_or_path", "") or "")
+    if model and Path(model).exists():
+        model = str(Path(model).resolve())
+    return {
+        "input": str(source),
+        "input size": status.st_size,
+        "input modified": datetime.fromtimestamp(status.st_mtime_ns / 1e9, timezone.utc)
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "--encoding": codecs.lookup(encoding).name,
+        "--text_column": text_field,
+        "--documents": documents,
+        "--model": model,
+        "--precision": classifier.precision,
+    }
+
+
 def _open_writer(
-    output_path: str | os.PathLike[str], overwrite: bool, resume: bool, accelerator: Any
+    output_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str],
+    command: dict[str, Any],
+    overwrite: bool,
+    resume: bool,
+    accelerator: Any,
 ) -> OutputWriter | None:
     """The main process's writer; the others learn of a failure through the broadcast."""
     if not accelerator.is_main_process:
         return None
     try:
-        return OutputWriter(output_path, overwrite=overwrite, resume=resume)
+        return OutputWriter(
+            output_path,
+            overwrite=overwrite,
+            resume=resume,
+            input_path=input_path,
+            command=command,
+        )
     except NegstanceError:
         # Without this the other processes would wait in the broadcast forever.
         _broadcast_int(-1, accelerator)

@@ -1,11 +1,14 @@
-"""predict.py on input files a user gets wrong: one ``error:`` line, exit status 2.
+"""predict.py on input and output files a user gets wrong: one ``error:`` line, exit status 2.
 
 Each case runs ``scripts/predict.py``'s ``main(argv)`` as a user would and checks
-the exact message and that no output is left behind.
+the exact message, that the input is untouched and that no output is left behind.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,3 +175,66 @@ def test_duplicate_tsv_column_names_are_refused(tiny_checkpoint_dir, tmp_path, c
     ) == (
         f"error: {source}: the header repeats column names ('text'); give every column its own name"
     )
+
+
+# --------------------------------------------------------------------------- #
+# Output
+# --------------------------------------------------------------------------- #
+def test_tsv_output_is_tab_separated(tiny_checkpoint_dir, tmp_path, capsys):
+    source = tmp_path / "in.tsv"
+    source.write_text(
+        "id\ttext\n1\tTalks resumed, officials said.\n2\tOil fell.\n", encoding="utf-8"
+    )
+    output = tmp_path / "out.tsv"
+    assert predict_script.main(predict_argv(tiny_checkpoint_dir, source, output)) == 0
+    with output.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert list(rows[0])[:3] == ["id", "text", "label"]
+    assert [row["text"] for row in rows] == ["Talks resumed, officials said.", "Oil fell."]
+    assert all(row["label"] in ("favor", "against", "none") for row in rows)
+
+
+def test_json_output_is_refused_with_a_jsonl_hint(tiny_checkpoint_dir, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("Talks resumed.\n", encoding="utf-8")
+    output = tmp_path / "out.json"
+    assert error_line(
+        predict_script.main, predict_argv(tiny_checkpoint_dir, source, output), capsys
+    ) == (
+        f"error: {output}: predictions are written as JSON Lines (one JSON object per line), "
+        "not as one JSON document; name the output .jsonl"
+    )
+    assert files_in(tmp_path) == ["in.txt"]
+
+
+def test_an_existing_directory_as_output_is_named_a_directory(
+    tiny_checkpoint_dir, tmp_path, capsys
+):
+    source = tmp_path / "in.txt"
+    source.write_text("Talks resumed.\n", encoding="utf-8")
+    output = tmp_path / "results"
+    output.mkdir()
+    assert error_line(
+        predict_script.main, predict_argv(tiny_checkpoint_dir, source, output), capsys
+    ) == (f"error: output path is a directory: {output}")
+
+
+@pytest.mark.parametrize("spelling", ["same path", "another spelling", "hard link"])
+def test_the_input_file_cannot_be_the_output(spelling, tiny_checkpoint_dir, tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    original = json.dumps({"id": 1, "text": "Talks resumed."}) + "\n"
+    source.write_text(original, encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    if spelling == "same path":
+        output = source
+    elif spelling == "another spelling":
+        output = tmp_path / "sub" / ".." / "in.jsonl"
+    else:
+        output = tmp_path / "linked.jsonl"
+        os.link(source, output)
+    argv = predict_argv(tiny_checkpoint_dir, source, output, "--overwrite")
+    assert error_line(predict_script.main, argv, capsys) == (
+        f"error: --output {output} is the input file: write the predictions to another file"
+    )
+    assert source.read_text(encoding="utf-8") == original
+    assert not (tmp_path / (output.name + ".partial")).exists()
