@@ -39,7 +39,7 @@ class PredictionSummary:
 
     rows: int = 0
     classified: int = 0
-    empty: int = 0
+    empty: int = 0  # blank input rows (blank documents in documents mode), left unlabelled
     truncated: int = 0
     resumed_from: int = 0
     documents: int = 0
@@ -49,7 +49,9 @@ class PredictionSummary:
 
     def describe(self) -> str:
         counts = ", ".join(f"{label} {count}" for label, count in sorted(self.label_counts.items()))
-        parts = [f"{self.rows} rows", f"{self.classified} classified ({counts})"]
+        # A resumed run can find every row already written: no counts, no "()".
+        classified = f"{self.classified} classified" + (f" ({counts})" if counts else "")
+        parts = [f"{self.rows} rows", classified]
         if self.documents:
             parts.append(f"{self.documents} documents")
         if self.empty:
@@ -223,8 +225,9 @@ def predict_file(
     article; it is split into sentences, and each sentence gets a row
     (``kind: "sentence"``, ``doc_row``, ``sentence_index``), followed by a
     per-document summary row (``kind: "document"``) with counts, shares and the
-    overall stance. An input field that has the name of an output column (a
-    gold ``label``, say) is kept as ``input_<name>``.
+    overall stance (no label for a blank document). An input field that has the
+    name of an output column (a gold ``label``, say) is kept as ``input_<name>``.
+    Either way ``summary.empty`` counts the blank input rows.
 
     ``resume=True`` continues the ``.partial`` output of an interrupted run of
     the same command (input file unchanged, same options and model); a partial
@@ -294,7 +297,9 @@ def predict_file(
             by_item = dict(zip(wanted, probabilities, strict=True))
             summary.truncated += truncated
             summary.classified += len(wanted)
-            summary.empty += len(items) - len(wanted)
+            # Blank records, not blank items: in documents mode a blank document
+            # has no sentence items at all, but is still an unlabelled row.
+            summary.empty += sum(1 for record in chunk if not record.text.strip())
             if writer is not None:
                 if writer.format == "csv" and writer.columns is None:
                     # A CSV header is fixed by its first row; in documents mode the
@@ -456,7 +461,10 @@ def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
 
     The overall stance is the more frequent of ``favor`` and ``against`` among
     the sentences that take a side (``none`` sentences carry no stance); a tie,
-    or no stance-taking sentence at all, is ``none``.
+    or no stance-taking sentence at all, is ``none``. A document without
+    sentences (a blank one) has no stance to read: its label and shares are
+    ``None``, as a blank row's prediction is, so it cannot pass for a document
+    that was read and found neutral.
 
     Example:
         >>> document_stance(Counter(favor=2, none=5), ["favor", "against", "none"])["label"]
@@ -469,10 +477,10 @@ def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
         "sentences": total,
         **{f"count_{label}": counts.get(label, 0) for label in labels},
         **{
-            f"share_{label}": round(counts.get(label, 0) / total, 4) if total else 0.0
+            f"share_{label}": round(counts.get(label, 0) / total, 4) if total else None
             for label in labels
         },
-        "label": overall,
+        "label": overall if total else None,
     }
 
 
