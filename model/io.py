@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,27 @@ def is_wide_encoding(encoding: str) -> bool:
     return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
 
 
+# UTF-32's little-endian mark starts with UTF-16's, so UTF-32 is looked for first.
+WIDE_BYTE_ORDER_MARKS = (
+    ("utf-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+    ("utf-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
+)
+
+
+def _refuse_wide_byte_order_mark(first_line: bytes, path: Path) -> None:
+    """Name the encoding of a UTF-16/32 file read with a byte-by-byte encoding.
+
+    Such a file fails as UTF-8 at its first byte, and the usual advice, latin-1,
+    would decode it without complaint into text laced with NUL characters.
+    """
+    for encoding, marks in WIDE_BYTE_ORDER_MARKS:
+        if first_line.startswith(marks):
+            raise NegstanceError(
+                f"{path} starts with a {encoding.upper()} byte-order mark: "
+                f"pass --encoding {encoding}"
+            )
+
+
 def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Lines decoded one by one, so a bad byte is reported with its line number."""
     try:
@@ -83,18 +105,32 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
         return
     with handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1:
+                _refuse_wide_byte_order_mark(raw, path)
             try:
                 line = raw.decode(encoding)
-            except UnicodeDecodeError as error:
+            # UnicodeError, not just its subclass UnicodeDecodeError: some codecs
+            # (idna, say) raise the base class, which has no byte position.
+            except UnicodeError as error:
+                problem = (
+                    f"byte {raw[error.start]:#04x}"
+                    if isinstance(error, UnicodeDecodeError)
+                    else _one_line(str(error))
+                )
                 raise NegstanceError(
-                    f"{path}, line {line_number}: not valid {encoding} text (byte "
-                    f"{raw[error.start]:#04x}); pass --encoding, e.g. --encoding latin-1"
+                    f"{path}, line {line_number}: not valid {encoding} text ({problem}); "
+                    "pass --encoding, e.g. --encoding latin-1"
                 ) from None
             # Spreadsheet programs start UTF-8 files with a byte-order mark, which
             # would otherwise become part of the first CSV column name.
             if line_number == 1:
                 line = line.removeprefix("\ufeff")
             yield line_number, line
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks escaped: a codec's reason can quote the bad input."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _wide_decoded_lines(handle: BinaryIO, path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -104,10 +140,13 @@ def _wide_decoded_lines(handle: BinaryIO, path: Path, encoding: str) -> Iterator
         for line in text:
             lines_read += 1
             yield lines_read, line
-    except UnicodeDecodeError:
+    # UnicodeError, the base class: a UTF-16/32 file without a byte-order mark
+    # raises it, not UnicodeDecodeError ("UTF-16 stream does not start with BOM").
+    except UnicodeError as error:
         # The decoder works in blocks, so the bad byte is at or after this line.
+        reason = "" if isinstance(error, UnicodeDecodeError) else f" ({_one_line(str(error))})"
         raise NegstanceError(
-            f"{path}, line {lines_read + 1} or later: not valid {encoding} text; "
+            f"{path}, line {lines_read + 1} or later: not valid {encoding} text{reason}; "
             "pass the file's --encoding"
         ) from None
 
@@ -160,18 +199,29 @@ def _txt_records(lines: Iterable[tuple[int, str]]) -> Iterator[Record]:
 def _jsonl_records(
     lines: Iterable[tuple[int, str]], path: Path, text_field: str
 ) -> Iterator[Record]:
+    first_content = True
     for line_number, line in lines:
         if not line.strip():
             continue
+        # A .json file is often one JSON array, not JSON Lines: say so, or the
+        # message about its first line alone leaves the user guessing.
+        array_hint = ""
+        if first_content and line.lstrip().startswith("["):
+            array_hint = (
+                "; the file looks like a JSON array, but the input must be JSON Lines: "
+                "one JSON object per line"
+            )
+        first_content = False
         try:
             value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as error:
             problem = error.msg.removesuffix(" at")
             raise NegstanceError(
                 f"{path}, line {line_number}: invalid JSON ({problem} at column {error.pos + 1})"
+                + array_hint
             ) from None
         if not isinstance(value, dict):
-            raise NegstanceError(f"{path}, line {line_number}: expected a JSON object")
+            raise NegstanceError(f"{path}, line {line_number}: expected a JSON object{array_hint}")
         if text_field not in value:
             raise NegstanceError(f"{path}, line {line_number}: no {text_field!r} field")
         text = value.pop(text_field)
@@ -183,30 +233,60 @@ def _jsonl_records(
         yield Record(line_number, text, value)
 
 
+def csv_delimiter(path: str | os.PathLike[str]) -> str:
+    """Tab for ``.tsv`` files, comma for ``.csv``: the same rule for reading and writing."""
+    return "\t" if Path(path).suffix.lower() == ".tsv" else ","
+
+
 def _csv_records(lines: Iterable[tuple[int, str]], path: Path, text_field: str) -> Iterator[Record]:
     # csv needs whole logical rows (a quoted field may span lines): feed it the
     # decoded lines and read the physical line number back from the reader.
-    line_iter = (line for _, line in lines)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(line_iter, delimiter=delimiter)
+    row_start = _RowStart()
+    # strict: without it a quote that is never closed silently swallows the rest
+    # of the file into one field, and text after a closing quote is glued on.
+    reader = csv.DictReader(row_start.track(lines), delimiter=csv_delimiter(path), strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as error:
         raise NegstanceError(f"{path}, line 1: unreadable CSV header ({error})") from None
     if not header:
         raise NegstanceError(f"{path}: no text to read (the file is empty or blank)")
+    # DictReader keeps only the last of two same-named columns, dropping the others unseen.
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        raise NegstanceError(
+            f"{path}: the header repeats column names ({', '.join(map(repr, repeated))}); "
+            "give every column its own name"
+        )
     if text_field not in header:
         raise NegstanceError(
             f"{path}: no {text_field!r} column (columns: {', '.join(header)}); "
             "pass --text_column to choose one"
         )
+    rows_read = 0
     while True:
+        row_start.next_row()
         try:
             row = next(reader)
         except StopIteration:
+            if rows_read == 0:
+                raise NegstanceError(
+                    f"{path}: the file has a header ({', '.join(header)}) but no rows"
+                ) from None
             return
         except csv.Error as error:
-            raise NegstanceError(f"{path}, line {reader.line_num}: bad CSV ({error})") from None
+            # strict csv reports a quote left open as "unexpected end of data", at
+            # the file's last line: name the line the row began on instead.
+            if str(error) == "unexpected end of data":
+                raise NegstanceError(
+                    f"{path}, line {row_start.line_number}: a quoted field in the row "
+                    "starting on this line is never closed"
+                ) from None
+            # DictReader updates its line_num only after a row parses: ask its reader.
+            raise NegstanceError(
+                f"{path}, line {reader.reader.line_num}: bad CSV ({error})"
+            ) from None
+        rows_read += 1
         text = row.pop(text_field)
         if text is None:
             raise NegstanceError(f"{path}, line {reader.line_num}: missing {text_field!r} value")
@@ -216,25 +296,73 @@ def _csv_records(lines: Iterable[tuple[int, str]], path: Path, text_field: str) 
         yield Record(reader.line_num, text, row)
 
 
+class _RowStart:
+    """The line a CSV row starts on: its first non-blank line after the previous row.
+
+    csv's own ``line_num`` is the row's *last* line, which for a quoted field
+    that is never closed is the end of the file.
+    """
+
+    def __init__(self) -> None:
+        self.line_number = 0
+        self._seen_content = False
+
+    def track(self, lines: Iterable[tuple[int, str]]) -> Iterator[str]:
+        for line_number, line in lines:
+            if not self._seen_content and line.strip():
+                self.line_number, self._seen_content = line_number, True
+            yield line
+
+    def next_row(self) -> None:
+        self._seen_content = False
+
+
 # --------------------------------------------------------------------------- #
 # Output
 # --------------------------------------------------------------------------- #
 def check_output_path(
-    path: str | os.PathLike[str], overwrite: bool = False, resume: bool = False
+    path: str | os.PathLike[str],
+    overwrite: bool = False,
+    resume: bool = False,
+    input_path: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Refuse an output file that cannot be written, or that would replace work.
 
     An existing output needs ``overwrite``; the ``.partial`` of an interrupted
-    run needs ``resume`` (continue it) or ``overwrite`` (start over).
+    run needs ``resume`` (continue it) or ``overwrite`` (start over), not both.
+    The output may not be ``input_path`` itself, under any name.
 
     Example:
         >>> check_output_path("stance.jsonl")  # doctest: +SKIP
         PosixPath('stance.jsonl')
     """
+    if resume and overwrite:
+        raise NegstanceError(
+            "--resume and --overwrite contradict each other: --resume continues an "
+            "interrupted run, --overwrite starts over; pass one of them"
+        )
     target = Path(path)
-    file_format(target, OUTPUT_FORMATS)
+    # Before the extension check: a directory named without one is still a directory.
     if target.is_dir():
         raise NegstanceError(f"output path is a directory: {target}")
+    if target.suffix.lower() == ".json":
+        # .json input is read as JSON Lines too, but a file named .json is
+        # expected to hold one JSON document, which JSON Lines output is not.
+        raise NegstanceError(
+            f"{target}: predictions are written as JSON Lines (one JSON object per line), "
+            "not as one JSON document; name the output .jsonl"
+        )
+    file_format(target, OUTPUT_FORMATS)
+    # samefile also catches another spelling of the path, a symlink or a hard link.
+    if (
+        input_path is not None
+        and target.exists()
+        and Path(input_path).exists()
+        and os.path.samefile(target, input_path)
+    ):
+        raise NegstanceError(
+            f"--output {target} is the input file: write the predictions to another file"
+        )
     if target.exists() and not overwrite:
         raise NegstanceError(f"output exists: {target} (pass --overwrite to replace it)")
     check_writable_directory(target.parent, f"cannot write {target}")
@@ -274,10 +402,12 @@ class OutputWriter:
     """Write rows to ``<output>.partial``; rename to ``<output>`` on ``commit()``.
 
     After every ``checkpoint()`` a ``<output>.partial.progress`` file records how
-    many rows and bytes are safely on disk. ``resume=True`` truncates the partial
-    file to that point and reports the row count, so the caller skips exactly
-    those input rows: no duplicates, no gaps. Nothing is created on disk before
-    the first row, so a run that fails on bad input leaves nothing behind.
+    many rows and bytes are safely on disk, and ``command``: what identifies the
+    run (its input file, options, model). ``resume=True`` refuses a partial file
+    written by a different ``command``, then truncates it to the recorded point and
+    reports the row count, so the caller skips exactly those input rows: no
+    duplicates, no gaps. Nothing is created on disk before the first row, so a run
+    that fails on bad input leaves nothing behind. ``.tsv`` output is tab-separated.
 
     Example:
         >>> writer = OutputWriter("stance.jsonl")  # doctest: +SKIP
@@ -293,10 +423,16 @@ class OutputWriter:
         columns: list[str] | None = None,
         overwrite: bool = False,
         resume: bool = False,
+        input_path: str | os.PathLike[str] | None = None,
+        command: dict[str, Any] | None = None,
     ) -> None:
-        self.path = check_output_path(path, overwrite=overwrite, resume=resume)
+        self.path = check_output_path(
+            path, overwrite=overwrite, resume=resume, input_path=input_path
+        )
         self.format = file_format(self.path, OUTPUT_FORMATS)
+        self.delimiter = csv_delimiter(self.path)
         self.columns = columns
+        self.command = command or {}
         self.partial = partial_path(self.path)
         self.progress = self.path.with_name(self.path.name + ".partial.progress")
         self.rows_done = 0
@@ -307,7 +443,7 @@ class OutputWriter:
                 # The header already on disk fixes the columns; rebuilding them from the
                 # first resumed row could put values under the wrong names.
                 with self.partial.open(encoding="utf-8", newline="") as handle:
-                    self.columns = next(csv.reader(handle), None)
+                    self.columns = next(csv.reader(handle, delimiter=self.delimiter), None)
         self._resume = resume
         self._handle: TextIO | None = None
         self._csv: Any = None
@@ -320,6 +456,19 @@ class OutputWriter:
             raise NegstanceError(
                 f"cannot resume: {self.progress} is damaged (pass --overwrite to start over)"
             ) from None
+        if not isinstance(state.get("command"), dict):
+            raise NegstanceError(
+                f"cannot resume: {self.progress} does not record the command that wrote it "
+                "(an older negstance); pass --overwrite instead of --resume to start over"
+            )
+        differences = _command_differences(state["command"], self.command)
+        if differences:
+            # Continuing would append this command's rows to another command's.
+            raise NegstanceError(
+                f"cannot resume: {self.partial} was written by another command "
+                f"({'; '.join(differences)}); resume with the interrupted command "
+                "unchanged, or pass --overwrite instead of --resume to start over"
+            )
         if size > self.partial.stat().st_size:
             raise NegstanceError(
                 f"cannot resume: {self.partial} is shorter than {self.progress} records "
@@ -346,7 +495,9 @@ class OutputWriter:
             return
         if self._csv is None:
             self.columns = self.columns or list(row)
-            self._csv = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            self._csv = csv.DictWriter(
+                handle, fieldnames=self.columns, extrasaction="ignore", delimiter=self.delimiter
+            )
             if handle.tell() == 0:
                 self._csv.writeheader()
         self._csv.writerow({key: _csv_value(value) for key, value in row.items()})
@@ -357,7 +508,7 @@ class OutputWriter:
         handle.flush()
         os.fsync(handle.fileno())
         self.rows_done = rows_done
-        state = json.dumps({"rows": rows_done, "bytes": handle.tell()})
+        state = json.dumps({"rows": rows_done, "bytes": handle.tell(), "command": self.command})
         temporary = self.progress.with_name(self.progress.name + ".tmp")
         temporary.write_text(state, encoding="utf-8")
         os.replace(temporary, self.progress)
@@ -376,6 +527,21 @@ class OutputWriter:
         """Stop without committing: the partial file stays for ``--resume``."""
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
+
+
+def _command_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"<what> <then> then, <now> now"`` for each part of the command that changed."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return "(not recorded)" if value is None else str(value)
+
+    return [
+        f"{name} {shown(recorded.get(name))} then, {shown(current.get(name))} now"
+        for name in {**recorded, **current}
+        if recorded.get(name) != current.get(name)
+    ]
 
 
 def _csv_value(value: Any) -> Any:

@@ -12,12 +12,14 @@ output is the same as a single-process run.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ class PredictionSummary:
 
     rows: int = 0
     classified: int = 0
-    empty: int = 0
+    empty: int = 0  # blank input rows (blank documents in documents mode), left unlabelled
     truncated: int = 0
     resumed_from: int = 0
     documents: int = 0
@@ -47,7 +49,9 @@ class PredictionSummary:
 
     def describe(self) -> str:
         counts = ", ".join(f"{label} {count}" for label, count in sorted(self.label_counts.items()))
-        parts = [f"{self.rows} rows", f"{self.classified} classified ({counts})"]
+        # A resumed run can find every row already written: no counts, no "()".
+        classified = f"{self.classified} classified" + (f" ({counts})" if counts else "")
+        parts = [f"{self.rows} rows", classified]
         if self.documents:
             parts.append(f"{self.documents} documents")
         if self.empty:
@@ -221,8 +225,13 @@ def predict_file(
     article; it is split into sentences, and each sentence gets a row
     (``kind: "sentence"``, ``doc_row``, ``sentence_index``), followed by a
     per-document summary row (``kind: "document"``) with counts, shares and the
-    overall stance. An input field that has the name of an output column (a
-    gold ``label``, say) is kept as ``input_<name>``.
+    overall stance (no label for a blank document). An input field that has the
+    name of an output column (a gold ``label``, say) is kept as ``input_<name>``.
+    Either way ``summary.empty`` counts the blank input rows.
+
+    ``resume=True`` continues the ``.partial`` output of an interrupted run of
+    the same command (input file unchanged, same options and model); a partial
+    output of any other command is refused.
 
     Memory is bounded by ``chunk_size``, not by the file. ``accelerator`` is an
     ``accelerate.PartialState`` when run under ``accelerate launch``: each
@@ -239,7 +248,8 @@ def predict_file(
     summary = PredictionSummary()
     # Input problems are found before any output exists (read_records checks eagerly).
     records = read_records(input_path, text_field=text_field, encoding=encoding)
-    writer = _open_writer(output_path, overwrite, resume, accelerator)
+    command = _command_identity(classifier, input_path, text_field, encoding, documents)
+    writer = _open_writer(output_path, input_path, command, overwrite, resume, accelerator)
     if writer is not None:
         summary.resumed_from = writer.rows_done
     skip = _broadcast_int(summary.resumed_from, accelerator)
@@ -287,7 +297,9 @@ def predict_file(
             by_item = dict(zip(wanted, probabilities, strict=True))
             summary.truncated += truncated
             summary.classified += len(wanted)
-            summary.empty += len(items) - len(wanted)
+            # Blank records, not blank items: in documents mode a blank document
+            # has no sentence items at all, but is still an unlabelled row.
+            summary.empty += sum(1 for record in chunk if not record.text.strip())
             if writer is not None:
                 if writer.format == "csv" and writer.columns is None:
                     # A CSV header is fixed by its first row; in documents mode the
@@ -323,14 +335,57 @@ def predict_file(
     return summary
 
 
+def _command_identity(
+    classifier: StanceClassifier,
+    input_path: str | os.PathLike[str],
+    text_field: str,
+    encoding: str,
+    documents: bool,
+) -> dict[str, Any]:
+    """What makes one run's output differ from another's, recorded to check ``--resume``.
+
+    The input's size and modification time stand in for its content (hashing a
+    multi-GB input on every run would cost more than the check is worth). Batch
+    and chunk sizes are left out: they do not change a row of the output.
+    """
+    source = Path(input_path).resolve()
+    status = source.stat()
+    model = str(getattr(classifier.model.config, "name_or_path", "") or "")
+    if model and Path(model).exists():
+        model = str(Path(model).resolve())
+    return {
+        "input": str(source),
+        "input size": status.st_size,
+        "input modified": datetime.fromtimestamp(status.st_mtime_ns / 1e9, timezone.utc)
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "--encoding": codecs.lookup(encoding).name,
+        "--text_column": text_field,
+        "--documents": documents,
+        "--model": model,
+        "--precision": classifier.precision,
+    }
+
+
 def _open_writer(
-    output_path: str | os.PathLike[str], overwrite: bool, resume: bool, accelerator: Any
+    output_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str],
+    command: dict[str, Any],
+    overwrite: bool,
+    resume: bool,
+    accelerator: Any,
 ) -> OutputWriter | None:
     """The main process's writer; the others learn of a failure through the broadcast."""
     if not accelerator.is_main_process:
         return None
     try:
-        return OutputWriter(output_path, overwrite=overwrite, resume=resume)
+        return OutputWriter(
+            output_path,
+            overwrite=overwrite,
+            resume=resume,
+            input_path=input_path,
+            command=command,
+        )
     except NegstanceError:
         # Without this the other processes would wait in the broadcast forever.
         _broadcast_int(-1, accelerator)
@@ -406,7 +461,10 @@ def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
 
     The overall stance is the more frequent of ``favor`` and ``against`` among
     the sentences that take a side (``none`` sentences carry no stance); a tie,
-    or no stance-taking sentence at all, is ``none``.
+    or no stance-taking sentence at all, is ``none``. A document without
+    sentences (a blank one) has no stance to read: its label and shares are
+    ``None``, as a blank row's prediction is, so it cannot pass for a document
+    that was read and found neutral.
 
     Example:
         >>> document_stance(Counter(favor=2, none=5), ["favor", "against", "none"])["label"]
@@ -419,10 +477,10 @@ def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
         "sentences": total,
         **{f"count_{label}": counts.get(label, 0) for label in labels},
         **{
-            f"share_{label}": round(counts.get(label, 0) / total, 4) if total else 0.0
+            f"share_{label}": round(counts.get(label, 0) / total, 4) if total else None
             for label in labels
         },
-        "label": overall,
+        "label": overall if total else None,
     }
 
 

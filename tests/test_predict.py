@@ -17,7 +17,12 @@ import torch
 
 from negstance.model.cli import predict_main
 from negstance.model.modeling import StanceClassifier
-from negstance.model.predict import count_records, document_stance, predict_file
+from negstance.model.predict import (
+    PredictionSummary,
+    count_records,
+    document_stance,
+    predict_file,
+)
 from negstance.model.text import split_sentences
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,8 +211,12 @@ def test_documents_mode_on_a_small_article(classifier, tmp_path):
         classifier.predict_proba(sentences),
         atol=1e-5,
     )
-    assert empty["id"] == "a2" and empty["sentences"] == 0 and empty["label"] == "none"
-    assert (summary.documents, summary.classified) == (2, 5)
+    # A blank document has no stance to read: no label, like a blank row in sentence
+    # mode, so it cannot pass for a document whose sentences are all "none".
+    assert empty["id"] == "a2" and empty["sentences"] == 0 and empty["label"] is None
+    assert all(empty[f"share_{label}"] is None for label in classifier.labels)
+    assert (summary.documents, summary.classified, summary.empty) == (2, 5, 1)
+    assert "1 empty rows left unlabelled" in summary.describe()
 
 
 def test_document_stance_is_the_majority_side():
@@ -215,8 +224,20 @@ def test_document_stance_is_the_majority_side():
     assert document_stance(Counter(favor=2, against=1, none=9), labels)["label"] == "favor"
     assert document_stance(Counter(favor=1, against=3), labels)["label"] == "against"
     assert document_stance(Counter(favor=2, against=2, none=1), labels)["label"] == "none"
+    all_none = document_stance(Counter(none=3), labels)
+    assert all_none["label"] == "none" and all_none["share_none"] == 1.0
     empty = document_stance(Counter(), labels)
-    assert empty["label"] == "none" and empty["sentences"] == 0 and empty["share_none"] == 0.0
+    assert empty["label"] is None and empty["sentences"] == 0 and empty["share_none"] is None
+    assert empty["count_none"] == 0
+
+
+def test_summary_line_of_a_run_that_classified_nothing_new():
+    # Resuming a run whose every row was already written: nothing to count.
+    summary = PredictionSummary(rows=11, resumed_from=11)
+    assert summary.describe() == "11 rows; 0 classified; resumed after row 11"
+    summary.label_counts.update(favor=2, none=1)
+    summary.classified = 3
+    assert summary.describe().startswith("11 rows; 3 classified (favor 2, none 1);")
 
 
 def test_csv_documents_output_keeps_the_summary_columns(classifier, tmp_path):
