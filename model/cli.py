@@ -101,7 +101,15 @@ def predict_parser() -> ArgumentParser:
         "--resume", action="store_true", help="continue an interrupted run from its .partial file"
     )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    add_debug_option(parser)
     return parser
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """List ``--debug`` in ``--help``; ``user_errors_exit_cleanly`` takes it out of argv."""
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (for bug reports)"
+    )
 
 
 @user_errors_exit_cleanly
@@ -112,7 +120,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
     # Path mistakes are reported before the model spends seconds loading.
     check_input_file(args.input)
-    check_output_path(args.output, overwrite=args.overwrite, resume=args.resume)
+    check_output_path(
+        args.output, overwrite=args.overwrite, resume=args.resume, input_path=args.input
+    )
     from negstance.model.modeling import StanceClassifier
     from negstance.model.predict import predict_file
 

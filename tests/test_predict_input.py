@@ -232,9 +232,12 @@ def test_the_input_file_cannot_be_the_output(spelling, tiny_checkpoint_dir, tmp_
     else:
         output = tmp_path / "linked.jsonl"
         os.link(source, output)
-    argv = predict_argv(tiny_checkpoint_dir, source, output, "--overwrite")
-    assert error_line(predict_script.main, argv, capsys) == (
-        f"error: --output {output} is the input file: write the predictions to another file"
-    )
+    for extra in (["--overwrite"], []):
+        # Without --overwrite too: not first "output exists, pass --overwrite", which
+        # would lead the user into the second refusal.
+        argv = predict_argv(tiny_checkpoint_dir, source, output, *extra)
+        assert error_line(predict_script.main, argv, capsys) == (
+            f"error: --output {output} is the input file: write the predictions to another file"
+        )
     assert source.read_text(encoding="utf-8") == original
     assert not (tmp_path / (output.name + ".partial")).exists()

@@ -264,3 +264,14 @@ def test_bench_script_rejects_bad_overrides(capsys: pytest.CaptureFixture[str]) 
     assert load_script("bench_train").main(["--repeats", "0"]) == 2
     assert load_script("bench_train").main(["--lr=1"]) == 2
     assert capsys.readouterr().err.count("error: ") == 2
+
+
+@pytest.mark.parametrize("name", ["train", "predict", "evaluate"])
+def test_help_lists_debug(name: str, capsys) -> None:
+    # --debug is taken out of argv before parsing, so only --help can tell users of it.
+    try:
+        status = load_script(name).main(["--help"])
+    except SystemExit as exit_status:  # argparse's --help exits
+        status = exit_status.code
+    assert status == 0
+    assert "--debug" in capsys.readouterr().out

@@ -48,7 +48,12 @@ import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.model_selection import LeaveOneGroupOut
 
-from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+from negstance.model.cli import (
+    ArgumentParser,
+    add_debug_option,
+    positive_int,
+    user_errors_exit_cleanly,
+)
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory, write_text_atomic
 from negstance.model.modeling import LABELS
@@ -900,6 +905,7 @@ def evaluate_parser() -> ArgumentParser:
         "on a CPU; the other systems take minutes)",
     )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    add_debug_option(parser)
     return parser
 
 
