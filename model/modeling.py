@@ -486,7 +486,12 @@ def cuda_supports_bf16() -> bool:
     Pre-Ampere GPUs (V100, T4) only emulate bf16, which is slower than fp32 there;
     ``torch.cuda.is_bf16_supported()`` counts emulation unless told not to.
     """
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no emulation fallback: its answer is native-only
+        return torch.cuda.is_bf16_supported()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -709,6 +709,10 @@ def test_evaluate_script_reports_errors_in_one_line(tmp_path, capsys):
     assert error_line(evaluate_script.main, ["--quick", "--no_setfti"], capsys) == (
         "error: unknown option --no_setfti (did you mean --no_setfit?)"
     )
+    # ...and a typo of a training key still suggests that key.
+    assert error_line(evaluate_script.main, ["--quick", "--max_lenght=64"], capsys) == (
+        "error: command line: unknown key 'max_lenght' (did you mean 'max_length'?)"
+    )
 
 
 @pytest.mark.parametrize("backbone", ["absent", "pickled"])

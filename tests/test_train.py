@@ -204,7 +204,8 @@ def test_model_trained_in_bf16_predicts_in_fp32_like_its_checkpoint(
     loaded, tokenizer = load_checkpoint(output_dir)
     batch = tokenizer(small_dataset["text"][:8], padding=True, return_tensors="pt")
     with torch.inference_mode():
-        in_memory = result.model(**batch).logits
+        # The trained model stays on the training device (a GPU where there is one).
+        in_memory = result.model(**batch.to(result.model.device)).logits.cpu()
         from_disk = loaded.eval()(**batch).logits
     # Under training's leftover bf16 autocast the in-memory logits differed by ~5e-4.
     assert in_memory.dtype == torch.float32
@@ -214,7 +215,9 @@ def test_model_trained_in_bf16_predicts_in_fp32_like_its_checkpoint(
 def test_a_second_precision_in_one_process_is_a_clear_error(
     tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, fresh_accelerator_state
 ) -> None:
-    run_training(tiny_backbone_dir, tmp_path / "a", small_dataset, "--num_train_epochs=1")
+    # "no" explicitly: auto would be bf16 on a recent GPU, the same as the second run.
+    first = ("--num_train_epochs=1", "--mixed_precision=no")
+    run_training(tiny_backbone_dir, tmp_path / "a", small_dataset, *first)
     with pytest.raises(NegstanceError, match="accelerate allows one per process"):
         run_training(
             tiny_backbone_dir,

@@ -930,16 +930,17 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
 def check_mistyped_options(parser: ArgumentParser, rest: Sequence[str]) -> None:
     """Name evaluate.py's own option when a leftover ``--x`` is a typo of it (--no_setfti).
 
-    Leftovers are training overrides; without this, a typo would be reported against
-    the training config's keys only.
+    Leftovers are training overrides: a typo closest to a training key is left to the
+    config's own "unknown key" message, which suggests that key.
     """
     options = [option for action in parser._actions for option in action.option_strings]
+    keys = [f"--{name}" for name in TrainConfig.__dataclass_fields__]
     for argument in rest:
         name = argument.split("=", 1)[0]
-        if not name.startswith("--") or name[2:] in TrainConfig.__dataclass_fields__:
+        if not name.startswith("--") or name in keys:
             continue
-        close = difflib.get_close_matches(name, options, n=1)
-        if close:
+        close = difflib.get_close_matches(name, options + keys, n=1)
+        if close and close[0] in options:
             raise NegstanceError(f"unknown option {name} (did you mean {close[0]}?)")
 
 

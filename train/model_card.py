@@ -334,6 +334,8 @@ model = AutoModelForSequenceClassification.from_pretrained("path/to/checkpoint")
 tokenizer = AutoTokenizer.from_pretrained("path/to/checkpoint")
 classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
 classify("Kyiv rejected any talks before a full withdrawal.")
+# The pipeline truncates only when asked: pass truncation=True for texts that may be
+# longer than the checkpoint's max_length.
 ```
 
 {stock_loading}

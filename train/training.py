@@ -225,7 +225,8 @@ def train(
         config.model_name_or_path, head=config.head, classifier_dropout=config.classifier_dropout
     )
     check_max_length(model, config.max_length, config.model_name_or_path)
-    # Saved with the checkpoint, so StanceClassifier and pipeline truncate where training did.
+    # Saved with the checkpoint, so StanceClassifier (and pipeline with truncation=True)
+    # truncate where training did.
     tokenizer.model_max_length = config.max_length
     train_tokens = tokenize(train_dataset, tokenizer, config.max_length)
     train_loader = make_loader(
@@ -326,13 +327,14 @@ def train(
             epoch_loss += loss.item()
             batches += 1
             progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
-        # Each process saw its own shard: average their means so the log covers every batch.
-        local_mean = torch.tensor(
-            epoch_loss / max(batches, 1), dtype=torch.float64, device=accelerator.device
-        )
+        train_loss = epoch_loss / max(batches, 1)
+        if accelerator.num_processes > 1:
+            # Each process saw its own shard: average their means so the log covers every batch.
+            local_mean = torch.tensor(train_loss, device=accelerator.device)
+            train_loss = accelerator.reduce(local_mean, reduction="mean").item()
         record: dict[str, Any] = {
             "epoch": epoch,
-            "train_loss": accelerator.reduce(local_mean, reduction="mean").item(),
+            "train_loss": train_loss,
             "learning_rate": scheduler.get_last_lr()[0],
         }
         if eval_loader is not None:
