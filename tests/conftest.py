@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -52,6 +53,18 @@ def tiny_bert_config(**overrides):
         max_position_embeddings=128,
         **overrides,
     )
+
+
+def error_line(main: Callable, argv: list[str], capsys) -> str:
+    """Run ``main(argv)``; assert exit status 2 and exactly one ``error:`` line on stderr."""
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert status == 2, captured.err
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ")
+    return lines[0]
 
 
 def load_script(name: str) -> ModuleType:

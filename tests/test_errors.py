@@ -14,29 +14,16 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+from conftest import error_line, load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 predict_script = load_script("predict")
 train_script = load_script("train")
-
-
-def error_line(main: Callable, argv: list[str], capsys) -> str:
-    """Run ``main(argv)``; assert exit status 2 and exactly one ``error:`` line on stderr."""
-    status = main(argv)
-    captured = capsys.readouterr()
-    assert status == 2, captured.err
-    assert "Traceback" not in captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

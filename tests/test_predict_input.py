@@ -9,25 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+from conftest import error_line, load_script
 
 predict_script = load_script("predict")
-
-
-def error_line(main: Callable, argv: list[str], capsys) -> str:
-    """Run ``main(argv)``; assert exit status 2 and exactly one ``error:`` line on stderr."""
-    status = main(argv)
-    captured = capsys.readouterr()
-    assert status == 2, captured.err
-    assert "Traceback" not in captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def predict_argv(checkpoint: Path, source: Path, output: Path, *options: str) -> list[str]:
