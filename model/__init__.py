@@ -13,8 +13,8 @@ from negstance.model.modeling import (
     ID2LABEL,
     LABEL2ID,
     LABELS,
-    NegstanceBertConfig,
-    NegstanceBertForSequenceClassification,
+    NegstanceConfig,
+    NegstanceForSequenceClassification,
     StanceClassifier,
 )
 from negstance.model.text import split_sentences
@@ -24,9 +24,9 @@ __all__ = [
     "ID2LABEL",
     "LABEL2ID",
     "LABELS",
-    "NegstanceBertConfig",
-    "NegstanceBertForSequenceClassification",
+    "NegstanceConfig",
     "NegstanceError",
+    "NegstanceForSequenceClassification",
     "StanceClassifier",
     "split_sentences",
 ]

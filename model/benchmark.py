@@ -29,17 +29,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from negstance.model.backbones import MINILM, resolve_model_path
 from negstance.model.modeling import (
     DEFAULT_BACKBONE,
     ID2LABEL,
     LABEL2ID,
-    NegstanceBertConfig,
-    NegstanceBertForSequenceClassification,
+    NegstanceConfig,
+    NegstanceForSequenceClassification,
     StanceClassifier,
     build_model,
     cpu_supports_bf16,
     load_checkpoint,
-    resolve_model_path,
     save_checkpoint,
 )
 
@@ -100,12 +100,12 @@ def build_tiny_checkpoint(
         )
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(
-            resolve_model_path(DEFAULT_BACKBONE), trust_remote_code=False
+            resolve_model_path(MINILM), trust_remote_code=False
         )
-    config = NegstanceBertConfig(
-        **backbone.to_dict() | {"num_labels": 3, "id2label": ID2LABEL, "label2id": LABEL2ID}
+    config = NegstanceConfig(
+        encoder=backbone.to_dict(), num_labels=3, id2label=ID2LABEL, label2id=LABEL2ID
     )
-    model = NegstanceBertForSequenceClassification(config).eval()
+    model = NegstanceForSequenceClassification(config).eval()
     return save_checkpoint(model, tokenizer, directory)
 
 

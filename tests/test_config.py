@@ -151,3 +151,18 @@ def test_to_yaml_round_trips_every_field(tmp_path: Path) -> None:
     reloaded = load_config(path)
     assert reloaded == config
     assert set(dataclasses.asdict(reloaded)) == {field.name for field in dataclasses.fields(config)}
+
+
+def test_default_is_mpnet_with_head_refit_and_minilm_is_the_fast_option() -> None:
+    from negstance.model.backbones import MINILM, MPNET
+
+    default = load_config(REPO / "configs" / "default.yaml")
+    minilm = load_config(REPO / "configs" / "minilm.yaml")
+    assert default.model_name_or_path == MPNET == TrainConfig().model_name_or_path
+    assert default.head_refit and default.head_init == "linear_probe"
+    assert minilm.model_name_or_path == MINILM
+
+
+def test_head_refit_needs_the_mean_head() -> None:
+    with pytest.raises(NegstanceError, match="head_refit=true needs head=mean"):
+        load_config(None, ["--head_refit=true", "--head=cls"])

@@ -28,6 +28,7 @@ from negstance.train.model_card import render_model_card
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
+DEV_DATA = REPO / "data" / "dev" / "dev.jsonl"
 SYSTEMS = (MODEL, *BASELINE_INPUTS)
 
 
@@ -97,7 +98,11 @@ def quick_setfit_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(evaluate_module, "fit_predict_setfit", recording_fit)
         patch.chdir(working_dir)
-        argv = [*quick_argv(tiny_backbone_dir, output_dir), f"--data_path={SEED_DATA}"]
+        argv = [
+            *quick_argv(tiny_backbone_dir, output_dir),
+            f"--data_path={SEED_DATA}",
+            "--dev_path=",  # SetFit on the dev set too would double this slow fixture
+        ]
         status = evaluate_script(argv)
     report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
     return {
@@ -128,19 +133,24 @@ def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
     assert markdown[0].startswith("# ")
     assert markdown[2].startswith("Date: 20")
     assert markdown[3].startswith("Command: `python scripts/evaluate.py --quick")
-    assert "| system | macro-F1 (folds) | F_avg (folds) | accuracy (folds)" in markdown[7]
+    assert markdown[5] == "## External dev set (the signal the recipe is chosen by)"
+    assert "| system | macro-F1 (folds) | F_avg (folds) | accuracy (folds)" in "\n".join(markdown)
 
     assert report["seeds"] == [42]
     assert len(report["folds"]) == 2
     assert report["config"]["num_train_epochs"] == 1  # --quick
-    for system in SYSTEMS:
+    systems = (MODEL, *report["baselines"])
+    # The tiny backbone is not MiniLM: the frozen probes run on MiniLM too.
+    assert set(SYSTEMS) < set(systems)
+    assert "minilm_frozen_embedding_logreg_balanced" in systems
+    for system in systems:
         assert_summary_shape(report, system)
-    assert len(report["runs"]) == 2 * len(SYSTEMS)
-    assert set(report["comparisons"]) == set(SYSTEMS) - {MODEL}
+    assert len(report["runs"]) == 2 * len(systems)
+    assert set(report["comparisons"]) == set(systems) - {MODEL}
     assert SETFIT not in report["systems"]
     assert "setfit is not installed" in report["skipped"][SETFIT]
     assert any(line.startswith("Skipped: setfit: setfit is not installed") for line in markdown)
-    assert report["bootstrap"]["baseline"] in SYSTEMS
+    assert report["bootstrap"]["baseline"] in systems
     assert report["bootstrap"]["resamples"] == 100  # --quick
     for metric in ("macro_f1", "f_avg"):
         assert report["bootstrap"][metric]["low"] <= report["bootstrap"][metric]["high"]
@@ -165,10 +175,45 @@ def test_no_setfit_leaves_setfit_out_even_where_it_is_installed(
 
 def test_quick_run_never_trains_on_the_held_out_article(quick_run):
     report = quick_run["report"]
-    assert len(quick_run["trained_on"]) == len(report["folds"])
-    for held_out, training_documents in zip(report["folds"], quick_run["trained_on"], strict=True):
+    # The folds' trainings first, then the dev set's, on every seed article.
+    assert len(quick_run["trained_on"]) == len(report["folds"]) + 1
+    for held_out, training_documents in zip(report["folds"], quick_run["trained_on"], strict=False):
         assert held_out not in training_documents
         assert len(training_documents) == 4  # all the other articles
+    assert quick_run["trained_on"][-1] == {row["doc"] for row in map(json.loads, SEED_DATA.open())}
+
+
+def test_dev_protocol_trains_on_the_seed_set_and_scores_every_dev_sentence(quick_run):
+    dev = quick_run["report"]["dev"]
+    dev_rows = [json.loads(line) for line in DEV_DATA.open(encoding="utf-8")]
+    assert dev["folds"] == ["dev"]
+    assert dev["data"]["train_sentences"] == 153
+    assert dev["data"]["tested_sentences"] == len(dev_rows) == 340
+    truth = {row["id"]: LABEL2ID[row["label"]] for row in dev_rows}
+    for system in (MODEL, *dev["baselines"]):
+        predicted = dev["predictions"][system]["42"]
+        assert set(predicted) == set(truth)  # every dev sentence, and no seed sentence
+        y_true = [truth[key] for key in sorted(truth)]
+        y_pred = [LABEL2ID[predicted[key]] for key in sorted(truth)]
+        assert dev["systems"][system]["pooled"]["macro_f1"]["mean"] == pytest.approx(
+            f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0)
+        )
+    assert dev["bootstrap"]["sentences"] == 340
+
+
+def test_no_cv_gives_a_dev_only_report_that_a_model_card_can_quote(
+    evaluate_script, tiny_backbone_dir, tmp_path, monkeypatch
+):
+    import negstance.train.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "setfit_available", lambda: False)
+    argv = [*quick_argv(tiny_backbone_dir, tmp_path), "--no_cv"]
+    assert evaluate_script(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert "systems" not in report and MODEL in report["dev"]["systems"]
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "Leave-one-article-out" not in markdown.split("\n", 1)[1]
+    assert (tmp_path / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def assert_pooled_scores_match_saved_predictions(report: dict, systems: tuple[str, ...]) -> None:
@@ -202,7 +247,8 @@ def test_reported_pooled_scores_match_scikit_learn_on_the_saved_predictions(quic
 def test_quick_run_with_setfit_reports_it_like_the_other_baselines(quick_setfit_run):
     assert quick_setfit_run["status"] == 0
     report = quick_setfit_run["report"]
-    systems = (*SYSTEMS, SETFIT)
+    systems = (MODEL, *report["baselines"])
+    assert systems[-1] == SETFIT
     assert SETFIT not in report["skipped"]
     assert_summary_shape(report, SETFIT)
     assert len(report["runs"]) == 2 * len(systems)
@@ -216,7 +262,7 @@ def test_quick_run_with_setfit_reports_it_like_the_other_baselines(quick_setfit_
     markdown = (quick_setfit_run["dir"] / "report.md").read_text(encoding="utf-8")
     assert "\n| setfit | " in markdown  # headline and per-label tables
     assert "| model accuracy | majority | tfidf_logreg" in markdown
-    assert "| frozen_embedding_logreg_default | setfit |" in markdown  # per-article header
+    assert "| minilm_frozen_embedding_logreg_balanced | setfit |" in markdown  # per-article header
     assert "Skipped:" not in markdown
 
 
@@ -433,7 +479,7 @@ def test_model_card_quotes_the_attached_evaluation(quick_run, tiny_backbone_dir)
     # and its machine-readable metadata must not claim the other recipe's scores.
     assert "evaluated configuration differs" in card and "`num_train_epochs`" in card
     assert "model-index" not in metadata
-    assert "negstance_bert" in card
+    assert "negstance" in card
     assert "per article (mean over folds × seeds): model" in card  # not pooled scores alone
 
 
@@ -444,9 +490,16 @@ def test_model_card_metadata_carries_the_scores_of_the_same_configuration(quick_
         config, {}, dataset, evaluation_report=quick_run["dir"] / "report.json"
     )
     assert "evaluated configuration differs" not in card
-    pooled = quick_run["report"]["systems"][MODEL]["pooled"]["macro_f1"]["mean"]
-    index_metrics = front_matter(card)["model-index"][0]["results"][0]["metrics"]
-    assert index_metrics[0]["value"] == pytest.approx(pooled, abs=1e-4)
+    report = quick_run["report"]
+    results = front_matter(card)["model-index"][0]["results"]
+    # The dev set first (the figure that matters for unseen news), then the CV.
+    assert [result["dataset"]["name"] for result in results] == [
+        "negstance external dev set (trained on the seed set)",
+        "negstance seed set, leave-one-article-out CV",
+    ]
+    for result, part in zip(results, (report["dev"], report), strict=True):
+        pooled = part["systems"][MODEL]["pooled"]["macro_f1"]["mean"]
+        assert result["metrics"][0]["value"] == pytest.approx(pooled, abs=1e-4)
 
 
 def test_the_verdict_names_the_per_article_winner_and_the_paired_wins(quick_run):

@@ -1,4 +1,5 @@
-"""The real packaged all-MiniLM-L6-v2: a short training run, then three ways to predict."""
+"""The real packaged all-MiniLM-L6-v2 (the fast option): a short training run, then three
+ways to predict. The default mpnet backbone is assembled for real in test_backbones.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from negstance.model import DEFAULT_BACKBONE, LABELS, StanceClassifier
+from negstance.model import LABELS, StanceClassifier
+from negstance.model.backbones import MINILM
 from negstance.train import load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +29,7 @@ SENTENCES = [
 @pytest.mark.integration
 def test_short_minilm_training_and_three_prediction_routes_agree(tmp_path: Path) -> None:
     config = load_config(
-        None,
+        REPO / "configs" / "minilm.yaml",
         [
             f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
             f"--output_dir={tmp_path / 'run'}",
@@ -35,7 +37,7 @@ def test_short_minilm_training_and_three_prediction_routes_agree(tmp_path: Path)
             "--show_progress=false",
         ],
     )
-    assert config.model_name_or_path == DEFAULT_BACKBONE  # the packaged copy, no network
+    assert config.model_name_or_path == MINILM  # the packaged copy, no network
     result = train(config)
     assert result.output_dir is not None
     assert result.metrics["train_sentences"] == 153

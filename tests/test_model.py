@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification, pipeline
 
-from negstance.model import LABELS, NegstanceBertForSequenceClassification, StanceClassifier
+from negstance.model import LABELS, NegstanceForSequenceClassification, StanceClassifier
 from negstance.model.errors import NegstanceError
 from negstance.model.modeling import build_model, load_checkpoint, save_checkpoint
 
@@ -53,7 +53,7 @@ def test_save_then_load_keeps_labels_and_logits(
     assert not list(saved.glob("*.bin"))
     reloaded = StanceClassifier.from_pretrained(saved, device="cpu")
     assert reloaded.labels == classifier.labels
-    assert reloaded.model.config.model_type == "negstance_bert"
+    assert reloaded.model.config.model_type == "negstance"
     before = logits_of(classifier.model, classifier.tokenizer, TEXTS)
     after = logits_of(reloaded.model, reloaded.tokenizer, TEXTS)
     assert torch.equal(before, after)
@@ -104,7 +104,7 @@ def test_loads_through_auto_model_and_pipeline_with_same_argmax(
     classifier: StanceClassifier, tiny_checkpoint_dir: Path
 ) -> None:
     auto_model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint_dir)
-    assert isinstance(auto_model, NegstanceBertForSequenceClassification)
+    assert isinstance(auto_model, NegstanceForSequenceClassification)
     assert [auto_model.config.id2label[index] for index in range(3)] == list(LABELS)
     probabilities = classifier.predict_proba(TEXTS)
     auto_logits = logits_of(auto_model, classifier.tokenizer, TEXTS)
@@ -143,7 +143,7 @@ def test_cls_head_is_a_stock_bert_checkpoint_that_round_trips(
     np.testing.assert_array_equal(copy.predict_proba(TEXTS), classifier.predict_proba(TEXTS))
 
 
-def test_mean_head_refuses_non_bert_backbone_with_a_hint(
+def test_mean_head_takes_an_encoder_without_a_pooler_option(
     tiny_backbone_dir: Path, tmp_path: Path
 ) -> None:
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
@@ -151,8 +151,12 @@ def test_mean_head_refuses_non_bert_backbone_with_a_hint(
     config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
     DistilBertModel(config).save_pretrained(tmp_path / "distil")
     AutoTokenizer.from_pretrained(tiny_backbone_dir).save_pretrained(tmp_path / "distil")
-    with pytest.raises(NegstanceError, match="use head=cls"):
-        build_model(str(tmp_path / "distil"), head="mean")
+    model, tokenizer = build_model(str(tmp_path / "distil"), head="mean")
+    assert type(model.encoder).__name__ == "DistilBertModel"
+    assert model.classifier.in_features == 32
+    # DistilBERT takes no token_type_ids, which its BERT tokenizer still returns.
+    logits = logits_of(model, tokenizer, TEXTS[:2])
+    assert logits.shape == (2, 3)
 
 
 def test_cls_head_refuses_a_negstance_checkpoint_as_backbone(tiny_checkpoint_dir: Path) -> None:
@@ -193,3 +197,71 @@ def test_device_names_are_checked_against_the_machine(monkeypatch) -> None:
     assert resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(NegstanceError, match=r"only 1 CUDA GPU\(s\): use cuda:0 to cuda:N-1"):
         resolve_device("cuda:1")
+
+
+def tiny_mpnet_backbone(directory: Path) -> Path:
+    """A tiny random MPNetModel and an MPNet tokenizer, saved like a hub backbone."""
+    from conftest import tiny_tokenizer
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+
+    torch.manual_seed(0)
+    vocab = tiny_tokenizer().get_vocab()
+    tokenizer = MPNetTokenizerFast(vocab=vocab, do_lower_case=True)
+    tokenizer.model_max_length = 128
+    config = MPNetConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    MPNetModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("encoder", ["bert", "mpnet"])
+def test_any_encoder_round_trips_through_all_three_loading_routes(
+    encoder: str, tiny_backbone_dir: Path, tmp_path: Path
+) -> None:
+    backbone = tiny_backbone_dir if encoder == "bert" else tiny_mpnet_backbone(tmp_path / "mp")
+    model, tokenizer = build_model(str(backbone), head="mean")
+    assert model.config.model_type == "negstance"
+    assert model.config.encoder["model_type"] == encoder
+    assert type(model.encoder).__name__ == ("BertModel" if encoder == "bert" else "MPNetModel")
+    checkpoint = save_checkpoint(model, tokenizer, tmp_path / "checkpoint")
+
+    classifier = StanceClassifier.from_pretrained(checkpoint, device="cpu")
+    probabilities = classifier.predict_proba(TEXTS)
+    auto_model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+    assert isinstance(auto_model, NegstanceForSequenceClassification)
+    np.testing.assert_allclose(
+        torch.softmax(logits_of(auto_model, classifier.tokenizer, TEXTS), dim=-1).numpy(),
+        probabilities,
+        rtol=0,
+        atol=1e-5,
+    )
+    classify = pipeline("text-classification", model=str(checkpoint), device="cpu")
+    scored = classify(TEXTS, top_k=None, truncation=True)
+    pipeline_probabilities = np.array(
+        [[{e["label"]: e["score"] for e in row}[label] for label in LABELS] for row in scored]
+    )
+    np.testing.assert_allclose(pipeline_probabilities, probabilities, rtol=0, atol=1e-5)
+    # The encoder's weights came from the backbone, not a fresh initialisation.
+    from transformers import AutoModel
+
+    reference = AutoModel.from_pretrained(backbone)
+    name = "embeddings.word_embeddings.weight"
+    assert torch.equal(auto_model.encoder.state_dict()[name], reference.state_dict()[name])
+
+
+def test_a_negstance_checkpoint_as_backbone_keeps_its_encoder_and_gets_a_new_head(
+    tiny_checkpoint_dir: Path,
+) -> None:
+    old, _ = load_checkpoint(tiny_checkpoint_dir)
+    new, _ = build_model(str(tiny_checkpoint_dir), head="mean")
+    assert torch.equal(
+        new.encoder.embeddings.word_embeddings.weight, old.encoder.embeddings.word_embeddings.weight
+    )
+    assert not torch.equal(new.classifier.weight, old.classifier.weight)

@@ -23,8 +23,8 @@ import pytest
 import torch
 from conftest import load_script
 
+from negstance.model.backbones import MINILM
 from negstance.model.modeling import (
-    DEFAULT_BACKBONE,
     StanceClassifier,
     build_model,
     check_checkpoint_dir,
@@ -434,7 +434,7 @@ def test_weights_never_come_from_pickle_or_remote_code(tiny_checkpoint_dir, tmp_
     (checkpoint / "pytorch_model.bin").write_bytes(b"not even a valid pickle")
     (checkpoint / "evil.py").write_text(
         f"open({str(marker)!r}, 'w').close()\n"
-        "from negstance.model.modeling import NegstanceBertForSequenceClassification as Evil\n",
+        "from negstance.model.modeling import NegstanceForSequenceClassification as Evil\n",
         encoding="utf-8",
     )
     config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
@@ -497,6 +497,6 @@ def test_loading_needs_no_network(tiny_checkpoint_dir, monkeypatch):
 
     model, _tokenizer = load_checkpoint(tiny_checkpoint_dir)
     assert model.config.label2id == {"favor": 0, "against": 1, "none": 2}
-    backbone, backbone_tokenizer = build_model(DEFAULT_BACKBONE)
+    backbone, backbone_tokenizer = build_model(MINILM)
     assert backbone.config.hidden_size == 384
     assert backbone_tokenizer("Talks resumed.")["input_ids"][0] == backbone_tokenizer.cls_token_id

