@@ -84,3 +84,33 @@ def test_a_repeated_id_across_data_path_files_is_one_line_error(
         train_script.main, [*tiny_train_args, f"--data_path={SEED_DATA},{SEED_DATA}"], capsys
     )
     assert f"id '000-00' is also in {SEED_DATA}" in line
+
+
+# --------------------------------------------------------------------------- #
+# StanceClassifier.embed: the sentence vectors behind "diverse"
+# --------------------------------------------------------------------------- #
+def test_embed_gives_the_heads_mean_pooled_vectors_in_input_order(tiny_checkpoint_dir) -> None:
+    import numpy as np
+    import torch
+    from conftest import tiny_bert_config, tiny_tokenizer
+    from transformers import BertForSequenceClassification
+
+    from negstance.model import StanceClassifier
+
+    classifier = StanceClassifier.from_pretrained(tiny_checkpoint_dir, device="cpu")
+    texts = ["Talks resumed.", "Oil prices fell sharply on Monday after the report.", "Hi"]
+    vectors = classifier.embed(texts, batch_size=2)
+    assert vectors.shape == (3, 32) and vectors.dtype == np.float32
+    one_by_one = np.stack([classifier.embed([text])[0] for text in texts])
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(classifier.embed(texts[::-1]), vectors[::-1], atol=1e-5)
+    encoded = classifier.tokenizer(texts[:1], return_tensors="pt")
+    with torch.no_grad():
+        expected = classifier.model.embed(**encoded).numpy()
+    np.testing.assert_allclose(vectors[:1], expected, atol=1e-5)
+    assert classifier.embed([]).shape == (0, 32)
+    # A stock [CLS]-head model has no embed(): the mean of its last hidden states.
+    stock = BertForSequenceClassification(tiny_bert_config(num_labels=3)).eval()
+    fallback = StanceClassifier(stock, tiny_tokenizer(), device="cpu")
+    assert fallback.embed(texts).shape == (3, 32)
+    assert not np.allclose(fallback.embed(texts)[0], fallback.embed(texts)[1])
