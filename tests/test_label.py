@@ -266,6 +266,33 @@ def test_uncertainty_measures_and_diverse_selection_on_known_numbers() -> None:
         probabilities, 3, "diverse", vectors_of=lambda rows: vectors[rows]
     ) == [0, 3, 4]
     assert sorted(rank_for_labelling(probabilities, 9, "random", seed=3)) == [0, 1, 2, 3, 4]
+    # "diverse" picks only among the 2 x N least sure: a far-off sentence that is less unsure
+    # than those (here 0.45) is not taken, though uncertainty x distance would favour it.
+    vectors = np.vstack([vectors, [[-1, -1, -1]]])
+    probabilities = np.vstack([probabilities, [[0.775, 0.225, 0.0]]])
+    assert select_diverse(uncertainty_scores(probabilities), vectors, 2) == [0, 5]
+    assert rank_for_labelling(
+        probabilities, 2, "diverse", vectors_of=lambda rows: vectors[rows]
+    ) == [0, 3]
+
+
+def test_bench_suggest_counts_errors_per_held_out_article(tiny_backbone_dir, capsys) -> None:
+    bench = load_script("bench_suggest")
+    argv = [
+        "--random_seeds",
+        "2",
+        f"--model_name_or_path={tiny_backbone_dir}",
+        "--num_train_epochs=1",
+    ]
+    assert bench.main(argv) == 0
+    table = capsys.readouterr().out.split("\n\n")[-1].strip().splitlines()
+    assert table[0].startswith("| held-out article | candidates | model errors | uncertainty")
+    rows = [line.split("|")[1:-1] for line in table[2:]]
+    assert [row[0].strip() for row in rows[:-1]] == sorted(path.stem for path in RAW.glob("*.txt"))
+    # 152 candidates: 003 repeats its headline; every count is at most the 10 picks.
+    assert rows[-1][1].strip() == "152"
+    for row in rows[:-1]:
+        assert all(0 <= float(cell.strip("* ")) <= 10 for cell in row[3:6])
 
 
 # --------------------------------------------------------------------------- #

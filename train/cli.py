@@ -101,8 +101,8 @@ def label_parser() -> ArgumentParser:
         "--strategy",
         choices=STRATEGIES,
         default="diverse",
-        help="diverse (default): uncertain and spread over the model's sentence vectors; "
-        "uncertainty: the least sure first; random: for comparison",
+        help="diverse (default): among the 2N least sure, spread over the model's sentence "
+        "vectors; uncertainty: the least sure first; random: for comparison",
     )
     suggest.add_argument(
         "--uncertainty",

@@ -48,9 +48,9 @@ UNCERTAINTY_MEASURES = ("margin", "entropy")
 # similar distinct sentences of the seed set score 0.53, while one changed word in a
 # 100-character sentence still scores about 0.85.
 NEAR_DUPLICATE_JACCARD = 0.7
-# "diverse" embeds only this many times N of the most uncertain candidates (at least 100):
-# the rest would rarely be picked, and embedding costs a second pass of the network.
-SHORTLIST_FACTOR = 10
+# "diverse" picks N among the 2 x N least sure candidates: every pick stays among the least
+# sure, and up to half of them can give way to spread (only the shortlist is embedded).
+SHORTLIST_FACTOR = 2
 # Fields that describe a sentence (not an answer), carried from file to file.
 SENTENCE_FIELDS = ("doc", "index", "text", "previous", "next")
 
@@ -344,7 +344,7 @@ def rank_for_labelling(
 
     * ``uncertainty``: the least sure rows (by ``measure``), ties in input order;
     * ``diverse``: :func:`select_diverse` over the ``SHORTLIST_FACTOR * count``
-      (at least 100) least sure rows, with vectors from ``vectors_of(indices)``;
+      least sure rows, with vectors from ``vectors_of(indices)``;
     * ``random``: a uniform sample, from ``seed`` (the baseline to compare with).
 
     Example:
@@ -364,7 +364,7 @@ def rank_for_labelling(
         raise NegstanceError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if vectors_of is None:
         raise ValueError("strategy 'diverse' needs vectors_of, a function giving sentence vectors")
-    shortlist = [int(index) for index in order[: max(SHORTLIST_FACTOR * count, 100)]]
+    shortlist = [int(index) for index in order[: SHORTLIST_FACTOR * count]]
     vectors = np.asarray(vectors_of(shortlist), dtype=np.float64)
     picks = select_diverse(uncertainty[shortlist], vectors, count)
     return [shortlist[pick] for pick in picks]
