@@ -906,3 +906,43 @@ def test_existing_outputs_are_refused_without_overwrite(
     assert output.read_text() == "keep me\n"
     assert label_script.main([*argv, "--overwrite"]) == 0
     assert len(read_jsonl(output)) == 9
+
+
+# --------------------------------------------------------------------------- #
+# The README's walk through the loop
+# --------------------------------------------------------------------------- #
+def readme_label_commands() -> list[list[str]]:
+    """The label.py and train.py commands of the README's "Label more data", as argv lists."""
+    import shlex
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Label more data\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.replace("\\\n", " ").splitlines()
+    commands = []
+    for line in lines:
+        line = line.removeprefix("$ ").split(" # ")[0].split(" | ")[-1].strip()
+        if line.startswith(("python scripts/label.py", "python scripts/train.py")):
+            commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_readme_label_commands_parse_and_name_files_that_exist() -> None:
+    from negstance.train.cli import label_parser
+
+    commands = readme_label_commands()
+    assert {argv[1] for argv in commands if argv[0] == "scripts/label.py"} == {
+        "suggest",
+        "annotate",
+        "agree",
+        "merge",
+    }
+    for argv in commands:
+        for argument in argv:
+            for path in argument.replace(",", "=").split("="):
+                if path.startswith(("data/", "configs/")):
+                    assert (REPO / path).exists(), path
+        if argv[0] == "scripts/label.py":
+            label_parser().parse_args(argv[1:])
+        else:
+            config = load_config(REPO / argv[2], argv[3:])
+            assert config.num_train_epochs == 5
