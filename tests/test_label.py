@@ -414,6 +414,20 @@ def test_annotate_killed_then_interrupted_then_resumed_loses_and_repeats_nothing
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left beside it
 
 
+def test_annotate_whose_screen_is_closed_stops_without_a_traceback(
+    sentences_file: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "alice.jsonl"
+    command = annotate_command(sentences_file, output)
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    process.stdout.close()  # as `label.py annotate ... | head -1` does once head has its line
+    _, err = process.communicate("f\n", timeout=300)
+    assert process.returncode == 141, err
+    assert "Traceback" not in err and "stopped: the output was closed" in err
+
+
 def test_annotate_on_a_terminal_takes_single_keys(sentences_file: Path, tmp_path: Path) -> None:
     import pty
 

@@ -329,6 +329,10 @@ def keys_from(
 ) -> tuple[contextlib.AbstractContextManager[Iterator[tuple[str, str]]], bool]:
     """The key source for ``stream``; whether an unknown key stops (pipes) or not (terminals)."""
     if stream.isatty():
+        try:
+            import termios  # noqa: F401  (POSIX only)
+        except ImportError:  # no single keys here: one key per line, as on a pipe
+            return contextlib.nullcontext(pipe_keys(stream)), False
         return terminal_keys(stream), False
     return contextlib.nullcontext(pipe_keys(stream)), True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -218,7 +219,8 @@ def _suggest_command(args: argparse.Namespace) -> int:
     labeling.write_jsonl(output, rows)
     print(
         f"wrote {output}: {len(rows)} sentences to label ({args.strategy}), from "
-        f"{len(pool.rows)} candidates ({len(documents)} documents, {pool.sentences} sentences; "
+        f"{len(pool.rows)} candidates ({len(documents)} document{'s' * (len(documents) != 1)}, "
+        f"{pool.sentences} sentences; "
         f"dropped {pool.already_labelled} already labelled, {pool.repeats} repeats)"
     )
     return 0
@@ -236,6 +238,15 @@ def _annotate_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:
+        # stdout was closed (`| head`): no sentence can be shown any more. Point it at
+        # /dev/null, or Python's own flush at exit fails again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(
+            f"stopped: the output was closed; every answer given is saved in {args.output}",
+            file=sys.stderr,
+        )
+        return 141  # 128 + SIGPIPE, as the shell reports a process killed by a closed pipe
     return 0
 
 

@@ -44,9 +44,7 @@ from negstance.model.text import split_sentences
 
 STRATEGIES = ("diverse", "uncertainty", "random")
 UNCERTAINTY_MEASURES = ("margin", "entropy")
-# Character 3-gram Jaccard at or above which two sentences count as the same one: the most
-# similar distinct sentences of the seed set score 0.53, while one changed word in a
-# 100-character sentence still scores about 0.85.
+# Same sentence at 3-gram Jaccard >= 0.7: distinct seed sentences reach 0.53, a 1-word edit ~0.85
 NEAR_DUPLICATE_JACCARD = 0.7
 # "diverse" picks N among the 2 x N least sure candidates: every pick stays among the least
 # sure, and up to half of them can give way to spread (only the shortlist is embedded).
