@@ -747,6 +747,37 @@ class StanceClassifier:
                     on_batch(start + len(indices))
         return probabilities, len(too_long)
 
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Mean-pooled sentence vectors, shape ``(n, hidden_size)``, rows in input order.
+
+        The vectors the mean-pooling head reads (``model.embed``); for a model
+        without one, the attention-masked mean of its last hidden states.
+
+        Example:
+            >>> classifier.embed(["Talks resumed.", "Oil prices fell."]).shape  # doctest: +SKIP
+            (2, 384)
+        """
+        texts = validate_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        vectors = [np.zeros((0, self.model.config.hidden_size), dtype=np.float32)]
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(
+                    list(texts[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                if hasattr(self.model, "embed"):
+                    pooled = self.model.embed(**batch)
+                else:
+                    hidden = self.model.base_model(**batch).last_hidden_state
+                    pooled = mean_pool(hidden, batch["attention_mask"])
+                vectors.append(pooled.float().cpu().numpy())
+        return np.concatenate(vectors)
+
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)

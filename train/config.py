@@ -28,7 +28,8 @@ class TrainConfig:
     """Everything a training run depends on. YAML files list only what differs."""
 
     # Data and model
-    data_path: str = "data/seed_sentences.jsonl"
+    # One labelled JSONL, or several: a YAML list or --data_path=a.jsonl,b.jsonl
+    data_path: str | list[str] = "data/seed_sentences.jsonl"
     output_dir: str = "runs/default"
     model_name_or_path: str = DEFAULT_BACKBONE  # resolved to the copy shipped on PyPI
     head: str = "mean"  # "mean": mean-pooled head (what MiniLM was trained for); "cls": stock
@@ -147,6 +148,8 @@ def _coerce(name: str, value: Any, expected: Any, source: str) -> Any:
         if isinstance(value, list) and all(isinstance(item, item_type) for item in value):
             return list(value)
     elif origin in (typing.Union, types.UnionType):
+        if isinstance(value, str) and "," in value and list[str] in typing.get_args(expected):
+            return _coerce(name, value, list[str], source)  # --data_path=a.jsonl,b.jsonl
         for option in typing.get_args(expected):
             if option is type(None) and value is None:
                 return None
@@ -228,7 +231,7 @@ def parse_overrides(arguments: Sequence[str]) -> dict[str, Any]:
             raise unknown_key_error(argument[2:], "command line")
         else:
             raise NegstanceError(f"{argument} needs a value: {argument}=VALUE")
-        if _field_types().get(key) in (str, list[str]):
+        if _field_types().get(key) in (str, list[str], str | list[str]):
             # Paths, names and document ids stay verbatim: YAML reads "2025" or
             # "001" as numbers and "on" as a boolean.
             overrides[key] = raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,13 @@ def segment_articles(raw_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def read_labelled_records(
-    path: str | os.PathLike[str], encoding: str = "utf-8"
+    path: str | os.PathLike[str], encoding: str = "utf-8", default_id_prefix: str = "line-"
 ) -> list[dict[str, Any]]:
     """Labelled sentences from a JSONL file (``text`` and ``label``; ``id``, ``doc`` optional).
 
     Rejects missing or unknown labels, empty text, badly typed optional fields
-    and duplicate ids, naming the line.
+    and duplicate ids, naming the line. A row without ``id`` gets
+    ``<default_id_prefix><line number>``.
 
     Example:
         >>> read_labelled_records("data/seed_sentences.jsonl")[0]["label"]  # doctest: +SKIP
@@ -84,7 +86,7 @@ def read_labelled_records(
             raise NegstanceError(
                 f"{where}: 'ambiguous' must be true or false, got {fields['ambiguous']!r}"
             )
-        identifier = str(fields.get("id", f"line-{record.line_number}"))
+        identifier = str(fields.get("id", f"{default_id_prefix}{record.line_number}"))
         if identifier in seen_ids:
             raise NegstanceError(
                 f"{where}: duplicate id {identifier!r} (first on line {seen_ids[identifier]})"
@@ -124,19 +126,39 @@ def _as_bool(value: Any) -> bool | None:
 
 
 def load_seed_dataset(
-    path: str | os.PathLike[str] = "data/seed_sentences.jsonl",
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "data/seed_sentences.jsonl",
     exclude_ambiguous: bool = False,
 ) -> Dataset:
     """The labelled sentences with a ``ClassLabel(["favor", "against", "none"])`` column.
 
-    The ``doc`` column names the source article, for grouped (per-article) splits.
+    ``path`` is one labelled JSONL or a list of them, concatenated in order; ids
+    must be unique across the files. The ``doc`` column names the source article,
+    for grouped (per-article) splits.
 
     Example:
         >>> dataset = load_seed_dataset()  # doctest: +SKIP
         >>> dataset.features["label"].names  # doctest: +SKIP
         ['favor', 'against', 'none']
+        >>> both = load_seed_dataset(["data/seed_sentences.jsonl", "new.jsonl"])  # doctest: +SKIP
+        >>> len(both)  # doctest: +SKIP
+        203
     """
-    rows = read_labelled_records(path)
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise NegstanceError("no training data: data_path lists no files")
+    rows: list[dict[str, Any]] = []
+    first_file_of: dict[str, str | os.PathLike[str]] = {}
+    for one_path in paths:
+        # Rows without ids get ids naming their file, so two such files do not collide.
+        prefix = "line-" if len(paths) == 1 else f"{one_path}:line-"
+        for row in read_labelled_records(one_path, default_id_prefix=prefix):
+            if row["id"] in first_file_of:
+                raise NegstanceError(
+                    f"{one_path}: id {row['id']!r} is also in {first_file_of[row['id']]}; "
+                    "ids must be unique across the data_path files"
+                )
+            first_file_of[row["id"]] = one_path
+            rows.append(row)
     if exclude_ambiguous:
         rows = [row for row in rows if not row["ambiguous"]]
     return Dataset.from_list(rows, features=FEATURES)

@@ -248,7 +248,8 @@ def render_model_card(
         "negstance not needed."
     )
     count_text = ", ".join(f"{label} {counts.get(label, 0)}" for label in LABELS)
-    if Path(config.data_path).name == SEED_SET_FILE:
+    data_files = [config.data_path] if isinstance(config.data_path, str) else config.data_path
+    if len(data_files) == 1 and Path(data_files[0]).name == SEED_SET_FILE:
         data_description = (
             f"The negstance seed set (`{config.data_path}`): {len(train_dataset)} "
             f"hand-labelled sentences from {len(documents) or '?'} English web news articles "
@@ -259,7 +260,8 @@ def render_model_card(
         )
     else:
         data_description = (
-            f"`{config.data_path}`: {len(train_dataset)} labelled sentences from "
+            f"{', '.join(f'`{file}`' for file in data_files)}: {len(train_dataset)} "
+            "labelled sentences from "
             f"{len(documents) or 'an unknown number of'} documents ({count_text})."
         )
     try:

@@ -1,0 +1,134 @@
+"""Do suggest's picks hold more of the model's errors than random ones? ``bench_suggest.py``.
+
+For each of the five seed articles: train the config (default: ``configs/default.yaml``)
+on the other four (``--validation_docs=<article>`` holds it out of training), build
+suggest's candidates from the held-out article's raw text (``data/raw/<article>.txt``,
+with the other four articles' sentences as the labelled data), rank them with each
+strategy, and count how many of the top ``-n`` the model mislabels, against the gold
+label in ``data/seed_sentences.jsonl`` (matched by text). ``random`` is averaged over
+``--random_seeds`` seeds. Prints a Markdown table; writes nothing. Extra
+``--key=value`` arguments override the training config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+
+if TYPE_CHECKING:
+    import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@user_errors_exit_cleanly
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(
+        prog="bench_suggest.py", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
+    parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    parser.add_argument("-n", "--number", type=positive_int, default=10)
+    parser.add_argument("--random_seeds", type=positive_int, default=20)
+    parser.add_argument("--uncertainty", choices=("margin", "entropy"), default="margin")
+    args, overrides = parser.parse_known_args(argv)
+
+    import numpy as np
+
+    from negstance.model.modeling import StanceClassifier
+    from negstance.train import labeling, load_config, train
+
+    seed_rows = [
+        json.loads(line)
+        for line in (REPO / "data" / "seed_sentences.jsonl").read_text("utf-8").splitlines()
+    ]
+    gold = {row["text"]: row["label"] for row in seed_rows}
+    documents = sorted({row["doc"] for row in seed_rows})
+    header = (
+        f"| held-out article | candidates | model errors | uncertainty | diverse "
+        f"| random (mean of {args.random_seeds}) | train s |"
+    )
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
+    totals = np.zeros(5)
+    for document in documents:
+        config = load_config(
+            args.config,
+            [
+                *overrides,
+                f"--validation_docs={document}",
+                "--show_progress=false",
+                "--save_state_every_epoch=false",
+            ],
+        )
+        started = time.perf_counter()
+        result = train(config, save=False)
+        seconds = time.perf_counter() - started
+        classifier = StanceClassifier(result.model, result.tokenizer, device="cpu")
+        labelled = [row["text"] for row in seed_rows if row["doc"] != document]
+        article = labeling.read_documents(REPO / "data" / "raw" / f"{document}.txt")
+        pool = labeling.candidate_pool(labeling.sentence_rows(article), labelled)
+        texts = [row["text"] for row in pool.rows]
+        probabilities = classifier.predict_proba(texts)
+        predicted = [classifier.labels[index] for index in probabilities.argmax(axis=1)]
+        wrong = np.array([predicted[i] != gold[text] for i, text in enumerate(texts)])
+
+        scored = (classifier, texts, probabilities, wrong, args)
+        random = [errors_in_top(*scored, "random", seed) for seed in range(args.random_seeds)]
+        row = np.array(
+            [
+                len(texts),
+                wrong.sum(),
+                errors_in_top(*scored, "uncertainty"),
+                errors_in_top(*scored, "diverse"),
+                np.mean(random),
+            ]
+        )
+        totals += row
+        lines.append(
+            f"| {document} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.0f} "
+            f"| {row[4]:.1f} | {seconds:.0f} |"
+        )
+        print(lines[-1], flush=True)
+    lines.append(
+        f"| **total** | {totals[0]:.0f} | {totals[1]:.0f} | **{totals[2]:.0f}** "
+        f"| **{totals[3]:.0f}** | {totals[4]:.1f} | |"
+    )
+    print(
+        f"\nModel errors among the top {args.number} suggestions of each held-out article "
+        f"({args.uncertainty} uncertainty):\n"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def errors_in_top(
+    classifier: Any,
+    texts: list[str],
+    probabilities: np.ndarray,
+    wrong: np.ndarray,
+    args: argparse.Namespace,
+    strategy: str,
+    seed: int = 0,
+) -> int:
+    """How many of the model's errors are among the ``args.number`` picks of ``strategy``."""
+    from negstance.train.labeling import rank_for_labelling
+
+    picks = rank_for_labelling(
+        probabilities,
+        args.number,
+        strategy,
+        args.uncertainty,
+        vectors_of=lambda indices: classifier.embed([texts[index] for index in indices]),
+        seed=seed,
+    )
+    return int(wrong[picks].sum())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
