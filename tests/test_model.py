@@ -251,9 +251,42 @@ def test_any_encoder_round_trips_through_all_three_loading_routes(
     # The encoder's weights came from the backbone, not a fresh initialisation.
     from transformers import AutoModel
 
-    reference = AutoModel.from_pretrained(backbone)
-    name = "embeddings.word_embeddings.weight"
-    assert torch.equal(auto_model.encoder.state_dict()[name], reference.state_dict()[name])
+    reference = AutoModel.from_pretrained(backbone).state_dict()
+    loaded = auto_model.encoder.state_dict()
+    assert loaded.keys() == {key for key in reference if not key.startswith("pooler.")}
+    assert all(torch.equal(loaded[key], reference[key]) for key in loaded)
+
+
+def test_a_backbone_saved_with_its_own_prefix_loads_every_encoder_weight(
+    tiny_backbone_dir: Path, tmp_path: Path
+) -> None:
+    from conftest import tiny_bert_config, tiny_tokenizer
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(1)
+    masked_lm = BertForMaskedLM(tiny_bert_config())  # keys `bert.…`, as hub checkpoints have
+    masked_lm.save_pretrained(tmp_path / "mlm")
+    tiny_tokenizer().save_pretrained(tmp_path / "mlm")
+    model, _ = build_model(str(tmp_path / "mlm"), head="mean")
+    reference = masked_lm.bert.state_dict()
+    loaded = model.encoder.state_dict()
+    assert all(torch.equal(loaded[key], reference[key]) for key in loaded)
+
+
+def test_a_checkpoint_of_the_earlier_bert_only_format_says_to_retrain(
+    tiny_checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_checkpoint_dir, legacy)
+    config = (legacy / "config.json").read_text(encoding="utf-8")
+    (legacy / "config.json").write_text(
+        config.replace('"model_type": "negstance"', '"model_type": "negstance_bert"'),
+        encoding="utf-8",
+    )
+    with pytest.raises(NegstanceError, match=r"earlier negstance.*retrain it"):
+        StanceClassifier.from_pretrained(legacy)
 
 
 def test_a_negstance_checkpoint_as_backbone_keeps_its_encoder_and_gets_a_new_head(

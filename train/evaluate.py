@@ -292,6 +292,20 @@ def cross_validate(
             f"dev set not found: {dev_path} (--dev_path=FILE, or --dev_path= to leave it out)"
         )
     dev = load_seed_dataset(dev_path) if dev_path else None
+    if dev is not None:
+        from negstance.train.labeling import find_duplicates
+
+        # A dev sentence merged into the training data would inflate every dev score.
+        leaked = [
+            dev["id"][index]
+            for index, match in enumerate(find_duplicates(dev["text"], dataset["text"]))
+            if match is not None
+        ]
+        if leaked:
+            raise NegstanceError(
+                f"{len(leaked)} dev sentence(s) are in the training data {config.data_path} "
+                f"(e.g. {leaked[0]}): the dev set must never be trained on; drop them there"
+            )
     run_setfit = include_setfit and setfit_available()
     if run_setfit and setfit_iterations is None:
         # Said up front: with its default pair sampling this baseline can take hours
@@ -343,7 +357,10 @@ def cross_validate(
         report["dev"] = run_protocol(config, combined, [fold], "dev set", **options)
         report["dev"]["data"]["path"] = dev_path
         report["dev"]["data"]["train_path"] = config.data_path
+    from negstance.train.training import resolve_mixed_precision
+
     report["environment"] = {
+        "train_mixed_precision": resolve_mixed_precision(config.mixed_precision),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -113,7 +113,9 @@ def configuration_differences(config: TrainConfig, report: dict[str, Any]) -> li
     """``key: evaluated X, this checkpoint Y`` for every setting that changes what is learned."""
     current = dataclasses.asdict(config)
     differences = []
-    for key, evaluated in report.get("config", {}).items():
+    # A key the report predates was evaluated at its default then.
+    evaluated_config = dataclasses.asdict(TrainConfig()) | report.get("config", {})
+    for key, evaluated in evaluated_config.items():
         if key in RUN_ONLY_KEYS or key not in current or current[key] == evaluated:
             continue
         differences.append(f"`{key}`: evaluated {evaluated!r}, this checkpoint {current[key]!r}")
@@ -133,7 +135,11 @@ def evaluation_section(
             "measure it by leave-one-article-out cross-validation before relying on it."
         )
     seeds = report["seeds"]
-    lines: list[str] = []
+    lines = [
+        f"From `{source}` (created {report.get('created', '?')}; command "
+        f"`{report.get('command', '?')}`).",
+        "",
+    ]
     if "dev" in report:
         dev = report["dev"]
         lines += [
@@ -141,8 +147,7 @@ def evaluation_section(
             f"{dev['data']['tested_sentences']} sentences of the external dev set "
             f"(`{dev['data']['path']}`: other events and outlets of the same story, written "
             "in news style by the annotators, never trained on; see its datasheet), mean ± "
-            f"std over {len(seeds)} seeds, from `{source}` (created "
-            f"{report.get('created', '?')}; command `{report.get('command', '?')}`).",
+            f"std over {len(seeds)} seeds.",
             "",
             dev_table(dev),
             "",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -385,9 +385,12 @@ def train(
         refit_loader = make_loader(
             train_tokens, tokenizer, config.per_device_eval_batch_size, False, config.seed
         )
-        init_head_from_linear_probe(
-            accelerator.unwrap_model(model), refit_loader, config.class_weighting, config.seed
-        )
+        head = accelerator.unwrap_model(model)
+        init_head_from_linear_probe(head, refit_loader, config.class_weighting, config.seed)
+        if accelerator.num_processes > 1:  # every process ends with process 0's head
+            with torch.no_grad():
+                for parameter in head.classifier.parameters():
+                    parameter.copy_(broadcast(parameter.detach().clone(), from_process=0))
         log("head refitted: logistic regression on the fine-tuned sentence vectors")
 
     metrics: dict[str, Any] = {
