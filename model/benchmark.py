@@ -180,6 +180,8 @@ def useful_flops(model: torch.nn.Module, token_counts: Sequence[int]) -> float:
     ``4 x layers x hidden x tokens^2`` for attention scores and their weighted sum.
     """
     config = model.config
+    if isinstance(config, NegstanceConfig):
+        config = config.encoder_config()  # layers and width are the encoder's
     non_embedding = sum(
         parameter.numel()
         for name, parameter in model.named_parameters()

@@ -33,7 +33,7 @@ def test_useful_flops_counts_matrix_products_and_attention(tiny_checkpoint_dir):
     from negstance.model.modeling import load_checkpoint
 
     model, _ = load_checkpoint(tiny_checkpoint_dir)
-    config = model.config
+    config = model.config.encoder_config()
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     per_layer = 4 * hidden * hidden + 4 * hidden + 2 * hidden * inner + inner + hidden + 4 * hidden
     head = hidden * 3 + 3
