@@ -597,3 +597,23 @@ def test_a_setfit_that_fails_to_import_counts_as_unavailable(monkeypatch):
     # None in sys.modules makes `import setfit` raise ImportError, as a broken install would.
     monkeypatch.setitem(sys.modules, "setfit", None)
     assert setfit_available() is False
+
+
+def test_model_card_lists_the_other_recipes_evaluated_beside_its_report(quick_run, tmp_path):
+    report = quick_run["report"]
+    other = json.loads(json.dumps(report))
+    other["config"]["model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
+    other["dev"]["systems"][MODEL]["pooled"]["macro_f1"]["mean"] = 0.6789
+    for name, content in (("evaluation", report), ("evaluation-minilm", other)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(content), encoding="utf-8")
+    config = load_config(None, report["config"])
+    card = render_model_card(
+        config,
+        {},
+        load_seed_dataset(SEED_DATA),
+        evaluation_report=tmp_path / "evaluation" / "report.json",
+    )
+    assert "**Other recipes evaluated the same way**" in card
+    row = next(line for line in card.splitlines() if line.startswith("| `evaluation-minilm`"))
+    assert "all-MiniLM-L6-v2" in row and "| 0.679 |" in row

@@ -181,6 +181,49 @@ def evaluation_section(
     return "\n".join(lines)
 
 
+def other_recipes_section(source: str, report: dict[str, Any]) -> str:
+    """The fine-tuned model of every other report beside ``source`` (reports/evaluation*/),
+    so the card shows what this recipe was chosen over; empty when there is none."""
+    rows = []
+    for path in sorted(Path(source).resolve().parent.parent.glob("*/report.json")):
+        if path == Path(source).resolve():
+            continue
+        try:
+            other = load_report(path)
+        except NegstanceError:
+            continue
+        cells = []
+        for part in (other and other.get("dev"), other):
+            pooled = (part or {}).get("systems", {}).get(MODEL, {}).get("pooled")
+            cells += (
+                [f"{pooled[name]['mean']:.3f}" for name in ("macro_f1", "f_avg")]
+                if pooled
+                else ["—", "—"]
+            )
+        backbone = (other or {}).get("config", {}).get("model_name_or_path", "?")
+        rows.append(f"| `{path.parent.name}` (`{backbone}`) | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    own = []
+    for part in (report.get("dev"), report):
+        pooled = (part or {}).get("systems", {}).get(MODEL, {}).get("pooled")
+        own += [f"{pooled[n]['mean']:.3f}" for n in ("macro_f1", "f_avg")] if pooled else ["—"] * 2
+    backbone = report.get("config", {}).get("model_name_or_path", "?")
+    return "\n".join(
+        [
+            "",
+            "",
+            "**Other recipes evaluated the same way** (fine-tuned model, mean over seeds; "
+            "CV pooled):",
+            "",
+            "| report | dev macro-F1 | dev F_avg | CV macro-F1 | CV F_avg |",
+            "|---|---:|---:|---:|---:|",
+            f"| **this one** (`{backbone}`) | " + " | ".join(own) + " |",
+            *rows,
+        ]
+    )
+
+
 def read_evaluation(config: TrainConfig, path: str | None) -> tuple[dict[str, Any] | None, str]:
     """The report (or None) and, when it could not be used, why."""
     if not path:
@@ -272,6 +315,8 @@ def render_model_card(
     try:
         card_metadata = front_matter(config, report)
         evaluation = evaluation_section(config, report, source, problem)
+        if report is not None:
+            evaluation += other_recipes_section(source, report)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         # An older or hand-edited report must not cost a finished training its checkpoint.
         problem = (
