@@ -1,4 +1,4 @@
-"""Leave-one-article-out CV: ``python scripts/evaluate.py --config configs/default.yaml``."""
+"""Dev set and LODO CV: ``python scripts/evaluate.py --config configs/default.yaml``."""
 
 import sys
 from collections.abc import Sequence

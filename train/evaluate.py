@@ -1044,9 +1044,9 @@ def evaluate_parser() -> ArgumentParser:
         prog="evaluate.py",
         allow_abbrev=False,  # else --seed=1 (a config key) would silently mean --seeds
         description=(
-            "Leave-one-article-out cross-validation of the stance classifier and its "
-            "baselines. Any other --key=value sets a TrainConfig field of the model, "
-            "as in train.py."
+            "Scores the stance classifier and its baselines on the external dev set "
+            "(trained on the whole seed set) and in leave-one-article-out cross-validation. "
+            "Any other --key=value sets a TrainConfig field of the model, as in train.py."
         ),
     )
     parser.add_argument("--config", help="the model's training config (YAML)")
