@@ -232,12 +232,12 @@ def build_model(
                 model, loading = NegstanceForSequenceClassification.from_pretrained(
                     path, config=config, use_safetensors=True, output_loading_info=True
                 )
-                if any(key.startswith("encoder.") for key in loading["missing_keys"]):
+                prefixed = any(key.startswith("encoder.") for key in loading["missing_keys"])
+                if prefixed:
                     # Keys under another prefix (`bert.` of a *ForMaskedLM or a head=cls
                     # checkpoint): the encoder class knows how to strip its own.
                     load_encoder_weights(model, path)
-                    model._init_weights(model.classifier)
-                if is_negstance:  # its trained head must not survive as the new one's start
+                if prefixed or is_negstance:  # a loaded trained head is not the new start
                     model._init_weights(model.classifier)
             else:
                 raise NegstanceError(f"head must be 'mean' or 'cls', not {head!r}")

@@ -48,9 +48,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer
 
 from negstance.model.modeling import (
+    StanceClassifier,
     build_model,
     check_max_length,
-    mean_pool,
     resolve_model_path,
 )
 from negstance.train.metrics import LABEL_IDS
@@ -164,7 +164,6 @@ def fit_predict_baseline(
     return np.asarray(classifier.predict(list(test_inputs) if as_text else test_inputs))
 
 
-@torch.inference_mode()
 def frozen_embeddings(
     texts: Sequence[str],
     model_name_or_path: str,
@@ -186,20 +185,9 @@ def frozen_embeddings(
         (1, 384)
     """
     model, tokenizer = build_model(model_name_or_path, head=head)
-    encoder = model.base_model.to(device).eval()  # the encoder without the (untrained) head
-    check_max_length(encoder, max_length, model_name_or_path)
-    vectors = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        ).to(device)
-        hidden = encoder(**batch).last_hidden_state
-        vectors.append(mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy())
-    return np.concatenate(vectors)
+    check_max_length(model, max_length, model_name_or_path)
+    classifier = StanceClassifier(model, tokenizer, device=device, max_length=max_length)
+    return classifier.embed(texts, batch_size=batch_size)
 
 
 def fit_predict_setfit(

@@ -184,31 +184,29 @@ def evaluation_section(
 def other_recipes_section(source: str, report: dict[str, Any]) -> str:
     """The fine-tuned model of every other report beside ``source`` (reports/evaluation*/),
     so the card shows what this recipe was chosen over; empty when there is none."""
-    rows = []
-    for path in sorted(Path(source).resolve().parent.parent.glob("*/report.json")):
-        if path == Path(source).resolve():
-            continue
-        try:
-            other = load_report(path)
-        except NegstanceError:
-            continue
+
+    def row(name: str, part_report: dict[str, Any]) -> str:
         cells = []
-        for part in (other and other.get("dev"), other):
+        for part in (part_report.get("dev"), part_report):
             pooled = (part or {}).get("systems", {}).get(MODEL, {}).get("pooled")
             cells += (
-                [f"{pooled[name]['mean']:.3f}" for name in ("macro_f1", "f_avg")]
-                if pooled
-                else ["—", "—"]
+                [f"{pooled[n]['mean']:.3f}" for n in ("macro_f1", "f_avg")] if pooled else ["—"] * 2
             )
-        backbone = (other or {}).get("config", {}).get("model_name_or_path", "?")
-        rows.append(f"| `{path.parent.name}` (`{backbone}`) | " + " | ".join(cells) + " |")
+        backbone = part_report.get("config", {}).get("model_name_or_path", "?")
+        return f"| {name} (`{backbone}`) | " + " | ".join(cells) + " |"
+
+    own = Path(source).resolve()
+    rows = []
+    for path in sorted(own.parent.parent.glob("*/report.json")):
+        if path == own:
+            continue
+        try:
+            other = load_report(path)  # the glob found it, so never None
+        except NegstanceError:
+            continue
+        rows.append(row(f"`{path.parent.name}`", other))
     if not rows:
         return ""
-    own = []
-    for part in (report.get("dev"), report):
-        pooled = (part or {}).get("systems", {}).get(MODEL, {}).get("pooled")
-        own += [f"{pooled[n]['mean']:.3f}" for n in ("macro_f1", "f_avg")] if pooled else ["—"] * 2
-    backbone = report.get("config", {}).get("model_name_or_path", "?")
     return "\n".join(
         [
             "",
@@ -218,7 +216,7 @@ def other_recipes_section(source: str, report: dict[str, Any]) -> str:
             "",
             "| report | dev macro-F1 | dev F_avg | CV macro-F1 | CV F_avg |",
             "|---|---:|---:|---:|---:|",
-            f"| **this one** (`{backbone}`) | " + " | ".join(own) + " |",
+            row("**this one**", report),
             *rows,
         ]
     )

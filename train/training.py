@@ -258,10 +258,11 @@ def train(
             False,
             config.seed,
         )
+    # The training sentences in a fixed order, for the probe of LP-FT and of head_refit.
+    probe_loader = make_loader(
+        train_tokens, tokenizer, config.per_device_eval_batch_size, False, config.seed
+    )
     if config.head_init == "linear_probe" and saved_state is None:
-        probe_loader = make_loader(
-            train_tokens, tokenizer, config.per_device_eval_batch_size, False, config.seed
-        )
         init_head_from_linear_probe(model, probe_loader, config.class_weighting, config.seed)
 
     # No weight decay on biases and LayerNorm weights, as in BERT's recipe.
@@ -382,11 +383,8 @@ def train(
     if config.head_refit:
         # Body, then head: the fine-tuned encoder's vectors separate the classes better
         # than the head trained alongside them does (measured: reports/EXPERIMENTS.md).
-        refit_loader = make_loader(
-            train_tokens, tokenizer, config.per_device_eval_batch_size, False, config.seed
-        )
         head = accelerator.unwrap_model(model)
-        init_head_from_linear_probe(head, refit_loader, config.class_weighting, config.seed)
+        init_head_from_linear_probe(head, probe_loader, config.class_weighting, config.seed)
         if accelerator.num_processes > 1:  # every process ends with process 0's head
             with torch.no_grad():
                 for parameter in head.classifier.parameters():
