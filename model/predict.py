@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from negstance.model.classifier import StanceClassifier
 from negstance.model.errors import NegstanceError
 from negstance.model.io import OutputWriter, Record, is_wide_encoding, read_records
-from negstance.model.modeling import StanceClassifier
 from negstance.model.text import split_sentences
 
 
@@ -51,9 +51,9 @@ class PredictionSummary:
         counts = ", ".join(f"{label} {count}" for label, count in sorted(self.label_counts.items()))
         # A resumed run can find every row already written: no counts, no "()".
         classified = f"{self.classified} classified" + (f" ({counts})" if counts else "")
-        parts = [f"{self.rows} rows", classified]
-        if self.documents:
-            parts.append(f"{self.documents} documents")
+        # In documents mode an input row is a document, written as its sentences + a summary.
+        unit = "document" if self.documents else "row"
+        parts = [f"{self.rows} {unit}{'s' * (self.rows != 1)}", classified]
         if self.empty:
             parts.append(f"{self.empty} empty rows left unlabelled")
         if self.truncated:

@@ -9,67 +9,67 @@ with at least 99.5% label agreement with fp32; the fastest opt-in mode at least
 5x. They are checked and printed here, never in the test suite.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the options dataclass needs real types, since
+# tests load this file without registering it in sys.modules (dataclasses look it up).
 
-import argparse
 import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from negstance.model.benchmark import (
-    BenchReport,
-    build_tiny_checkpoint,
-    build_untrained_checkpoint,
-    news_like_sentences,
-    run_benchmark,
-)
-from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory, read_records, write_text_atomic
-from negstance.model.modeling import PRECISIONS
+from negstance.model.options import option, parse_options, script_main
+
+if TYPE_CHECKING:
+    from benchmarking import BenchReport
 
 SEED_SENTENCES = Path(__file__).resolve().parents[1] / "data" / "seed_sentences.jsonl"
 DEFAULT_TARGET = 3.0
 FASTEST_TARGET = 5.0
 AGREEMENT_TARGET = 0.995
+# negstance.model.classifier.PRECISIONS, which imports torch: checked before it loads.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
-def parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="bench_inference.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model",
+@dataclass
+class BenchInferenceOptions:
+    model: str | None = option(
+        None,
         help="checkpoint directory (default: the packaged MiniLM with a random head, "
         "built in a temporary directory; its speed is the trained model's)",
     )
-    parser.add_argument("--sentences", type=positive_int, default=2000)
-    parser.add_argument("--repeats", type=positive_int, default=3, help="timed rounds per method")
-    parser.add_argument("--batch_size", type=positive_int, default=32)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    parser.add_argument(
-        "--precisions", default="fp32,bf16,int8,auto", help="comma-separated (default: all)"
+    sentences: int = option(2000, help="news-like sentences to classify", minimum=1)
+    repeats: int = option(3, help="timed rounds per method", minimum=1)
+    batch_size: int = option(32, help="sentences per forward pass", minimum=1)
+    device: str = option("cpu", help="cpu, cuda or auto")
+    precisions: list[str] = option(
+        ["fp32", "bf16", "int8", "auto"], help="negstance precisions to time, comma-separated"
     )
-    parser.add_argument(
-        "--emulated_bf16_sentences",
-        type=positive_int,
-        default=128,
+    emulated_bf16_sentences: int = option(
+        128,
         help="bf16 without native CPU support is slow: time it on this many sentences",
+        minimum=1,
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        help="torch threads for every method (default: torch's, one per core)",
+    threads: int | None = option(
+        None, help="torch threads for every method (default: torch's, one per core)", minimum=1
     )
-    parser.add_argument("--seed", type=int, default=0, help="sentence sampling seed")
-    parser.add_argument("--quick", action="store_true", help="tiny model, 64 sentences, 1 round")
-    parser.add_argument("--output", help="also write the results: .json or .md")
-    return parser
+    seed: int = option(0, help="sentence sampling seed")
+    quick: bool = option(False, help="tiny model, 64 sentences, 1 round")
+    output: str | None = option(None, help="also write the results: .json or .md")
 
 
-def check_targets(report: BenchReport) -> list[str]:
+def run_benchmark(*args: Any, **kwargs: Any) -> "BenchReport":
+    """``benchmarking.run_benchmark``, imported on first use: torch loads after parsing."""
+    from benchmarking import run_benchmark
+
+    return run_benchmark(*args, **kwargs)
+
+
+def check_targets(report: "BenchReport") -> list[str]:
     """One line per target: met or not, with the numbers."""
     by_key = {(row.method, row.precision): row for row in report.rows}
     default = by_key.get(("negstance", "auto"))
@@ -95,15 +95,14 @@ def check_targets(report: BenchReport) -> list[str]:
     return lines
 
 
-@user_errors_exit_cleanly
+@script_main
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_options(
+        BenchInferenceOptions, argv, prog="bench_inference.py", description=__doc__.split("\n\n")[0]
+    )
     count, repeats = (64, 1) if args.quick else (args.sentences, args.repeats)
-    seeds = [record.text for record in read_records(SEED_SENTENCES)]
-    texts = news_like_sentences(seeds, count, seed=args.seed)
-    precisions = [name.strip() for name in args.precisions.split(",") if name.strip()]
-    unknown = sorted(set(precisions) - set(PRECISIONS))
-    if unknown or not precisions:
+    unknown = sorted(set(args.precisions) - set(PRECISIONS))
+    if unknown or not args.precisions:
         raise NegstanceError(
             f"--precisions: precision must be one of {', '.join(PRECISIONS)}, not {unknown}"
         )
@@ -112,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if Path(args.output).suffix not in (".json", ".md"):
             raise NegstanceError(f"--output must end in .json or .md, not {args.output!r}")
         check_writable_directory(Path(args.output).resolve().parent, "--output")
+
+    import torch
+    from benchmarking import build_tiny_checkpoint, build_untrained_checkpoint, news_like_sentences
+
+    seeds = [record.text for record in read_records(SEED_SENTENCES)]
+    texts = news_like_sentences(seeds, count, seed=args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="negstance-bench-model-") as scratch:
@@ -122,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_benchmark(
             model_dir,
             texts,
-            precisions=precisions,
+            precisions=args.precisions,
             batch_size=args.batch_size,
             repeats=repeats,
             device=args.device,

@@ -1,7 +1,7 @@
 """Peak memory of ``scripts/predict.py`` as the input grows: it should stay flat.
 
     python scripts/bench_memory.py --model runs/default --lines 10000 100000
-    python scripts/bench_memory.py --lines 10000 1000000   # tiny random model: the I/O path alone
+    python scripts/bench_memory.py --lines 10000,1000000   # tiny random model: the I/O path alone
     python scripts/bench_memory.py --quick                  # seconds (smoke test)
 
 For each size, N news-like sentences are written to a .txt file and classified
@@ -9,10 +9,12 @@ by ``scripts/predict.py`` in a fresh process; its peak resident set size (the
 kernel's ``ru_maxrss`` of the child) is reported. predict.py streams the input
 in chunks, so the peak should not grow with N. Without ``--model`` a tiny
 random checkpoint is used: the model's own memory is then negligible and what
-is left is the cost of reading, batching and writing.
+is left is the cost of reading, batching and writing. ``--batch_size``,
+``--chunk_size``, ``--device`` and ``--precision`` are passed on to predict.py.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the options dataclass needs real types, since
+# tests load this file without registering it in sys.modules (dataclasses look it up).
 
 import json
 import os
@@ -21,20 +23,71 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from negstance.model.benchmark import build_tiny_checkpoint, news_like_sentences
-from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory, read_records, write_text_atomic
+from negstance.model.options import option, parse_options, script_main
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_SENTENCES = REPO / "data" / "seed_sentences.jsonl"
 
 
+@dataclass
+class BenchMemoryOptions:
+    model: str | None = option(None, help="checkpoint directory (default: a tiny random model)")
+    lines: list[str] = option(
+        ["10000", "1000000"], help="input sizes in lines, comma-separated (or space-separated)"
+    )
+    quick: bool = option(False, help="tiny model, 500 and 5000 lines")
+    output: str | None = option(None, help="also write the results as JSON here")
+    # Passed on to predict.py when given; unset, predict.py's own defaults apply.
+    batch_size: int | None = option(
+        None, help="sentences per forward pass, passed on to predict.py", minimum=1
+    )
+    chunk_size: int | None = option(
+        None, help="records read at a time, passed on to predict.py", minimum=1
+    )
+    device: str | None = option(None, help="auto, cpu, cuda or cuda:N, passed on to predict.py")
+    precision: str | None = option(
+        None, help="passed on to predict.py", choices=("auto", "fp32", "bf16", "int8")
+    )
+
+
+PASSED_TO_PREDICT = ("batch_size", "chunk_size", "device", "precision")
+
+
+def joined_lines(argv: Sequence[str]) -> list[str]:
+    """``--lines 10000 1000000`` (the older form) as ``--lines=10000,1000000``."""
+    arguments, index = [], 0
+    while index < len(argv):
+        arguments.append(argv[index])
+        index += 1
+        if arguments[-1] == "--lines":
+            values = []
+            while index < len(argv) and not argv[index].startswith("-"):
+                values.append(argv[index])
+                index += 1
+            if values:
+                arguments[-1] = "--lines=" + ",".join(values)
+    return arguments
+
+
+def line_counts(values: Sequence[str]) -> list[int]:
+    """``--lines`` as positive integers, or a one-line error."""
+    if not values or not all(value.isdigit() and int(value) > 0 for value in values):
+        raise NegstanceError(
+            f"command line: lines must be positive integers, got {','.join(values)!r}"
+        )
+    return [int(value) for value in values]
+
+
 def write_sentences(path: Path, count: int, seed: int = 0) -> None:
     """``count`` news-like lines in ``path``, written in slices so this process stays small."""
+    from benchmarking import news_like_sentences
+
     seeds = [record.text for record in read_records(SEED_SENTENCES)]
     with path.open("w", encoding="utf-8") as handle:
         for start in range(0, count, 100_000):
@@ -97,20 +150,26 @@ def peak_rss_of_predict(
     }
 
 
-@user_errors_exit_cleanly
+@script_main
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print predict.py's peak RSS for each ``--lines`` size; 0 on success."""
-    parser = ArgumentParser(prog="bench_memory.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="checkpoint directory (default: a tiny random model)")
-    parser.add_argument(
-        "--lines", type=positive_int, nargs="+", default=[10_000, 1_000_000], help="input sizes"
+    args = parse_options(
+        BenchMemoryOptions,
+        joined_lines(list(argv or [])),
+        prog="bench_memory.py",
+        description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--quick", action="store_true", help="tiny model, 500 and 5000 lines")
-    parser.add_argument("--output", help="also write the results as JSON here")
-    args, extra = parser.parse_known_args(argv)
+    lines = line_counts(args.lines)
+    extra = [
+        f"--{name}={getattr(args, name)}"
+        for name in PASSED_TO_PREDICT
+        if getattr(args, name) is not None
+    ]
     if args.output:  # checked now, not after minutes of classifying
         check_writable_directory(Path(args.output).resolve().parent, "--output")
-    sizes = [500, 5000] if args.quick else args.lines
+    from benchmarking import build_tiny_checkpoint
+
+    sizes = [500, 5000] if args.quick else lines
     results = []
     with tempfile.TemporaryDirectory(prefix="negstance-bench-memory-") as scratch:
         scratch_path = Path(scratch)

@@ -10,39 +10,61 @@ label in ``data/seed_sentences.jsonl`` (matched by text). ``random`` is averaged
 ``--key=value`` arguments override the training config.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the options dataclass needs real types, since
+# tests load this file without registering it in sys.modules (dataclasses look it up).
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+from negstance.model.options import field_types, option, parse_command_line, resolve, script_main
+from negstance.train.config import TrainConfig, load_config
 
 if TYPE_CHECKING:
     import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "minilm.yaml"
 
 
-@user_errors_exit_cleanly
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(
-        prog="bench_suggest.py", description=__doc__.splitlines()[0], allow_abbrev=False
+@dataclass
+class BenchSuggestOptions:
+    number: int = option(
+        10, help="suggestions per held-out article to check", minimum=1, short="-n"
     )
-    parser.add_argument("--config", default=str(REPO / "configs" / "minilm.yaml"))
-    parser.add_argument("-n", "--number", type=positive_int, default=10)
-    parser.add_argument("--random_seeds", type=positive_int, default=20)
-    parser.add_argument("--uncertainty", choices=("margin", "entropy"), default="margin")
-    args, overrides = parser.parse_known_args(argv)
+    random_seeds: int = option(
+        20, help="seeds that the random strategy is averaged over", minimum=1
+    )
+    uncertainty: str = option(
+        "margin", help="uncertainty score of the ranking", choices=("margin", "entropy")
+    )
+
+
+@script_main
+def main(argv: Sequence[str] | None = None) -> int:
+    given, config_path = parse_command_line(
+        [BenchSuggestOptions, TrainConfig],
+        list(argv or []),
+        prog="bench_suggest.py",
+        description=__doc__.splitlines()[0] + " --config defaults to configs/minilm.yaml.",
+        config_file=True,
+    )
+    own = field_types(BenchSuggestOptions)
+    args = resolve(
+        BenchSuggestOptions, [({k: v for k, v in given.items() if k in own}, "command line")]
+    )
+    overrides = {k: v for k, v in given.items() if k not in own}
+    config_path = config_path or DEFAULT_CONFIG
+    load_config(config_path, overrides)  # mistakes are reported before torch loads
 
     import numpy as np
 
-    from negstance.model.modeling import StanceClassifier
-    from negstance.train import labeling, load_config, train
+    from negstance.model.classifier import StanceClassifier
+    from negstance.train import labeling, train
 
     seed_rows = [
         json.loads(line)
@@ -58,13 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     totals = np.zeros(5)
     for document in documents:
         config = load_config(
-            args.config,
-            [
-                *overrides,
-                f"--validation_docs={document}",
-                "--show_progress=false",
-                "--save_state_every_epoch=false",
-            ],
+            config_path,
+            overrides
+            | {"validation_docs": [document], "no_progress": True, "save_state_every_epoch": False},
         )
         started = time.perf_counter()
         result = train(config, save=False)
@@ -110,9 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def errors_in_top(
     classifier: Any,
     texts: list[str],
-    probabilities: np.ndarray,
-    wrong: np.ndarray,
-    args: argparse.Namespace,
+    probabilities: "np.ndarray",
+    wrong: "np.ndarray",
+    args: BenchSuggestOptions,
     strategy: str,
     seed: int = 0,
 ) -> int:

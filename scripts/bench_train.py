@@ -7,33 +7,50 @@ trains into a temporary directory; only the ``train()`` call is timed (the
 imports before it are not). Extra ``--key=value`` arguments override the config.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the options dataclass needs real types, since
+# tests load this file without registering it in sys.modules (dataclasses look it up).
 
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from negstance.model.cli import ArgumentParser, positive_int, user_errors_exit_cleanly
+from negstance.model.options import field_types, option, parse_command_line, resolve, script_main
+from negstance.train.config import TrainConfig, load_config
 
 BUDGET_SECONDS = 180.0
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 
 
-@user_errors_exit_cleanly
+@dataclass
+class BenchTrainOptions:
+    repeats: int = option(1, help="timed training runs; the best is reported", minimum=1)
+
+
+@script_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(
-        prog="bench_train.py", description=__doc__.splitlines()[0], allow_abbrev=False
+    given, config_path = parse_command_line(
+        [BenchTrainOptions, TrainConfig],
+        list(argv or []),
+        prog="bench_train.py",
+        description=__doc__.split("\n\n")[0] + " --config defaults to configs/default.yaml.",
+        config_file=True,
     )
-    parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
-    parser.add_argument("--repeats", type=positive_int, default=1)
-    args, overrides = parser.parse_known_args(argv)
+    own = field_types(BenchTrainOptions)
+    args = resolve(
+        BenchTrainOptions, [({k: v for k, v in given.items() if k in own}, "command line")]
+    )
+    overrides = {k: v for k, v in given.items() if k not in own}
+    config_path = config_path or DEFAULT_CONFIG
+    load_config(config_path, overrides)  # mistakes are reported before torch loads
 
     import torch
 
-    from negstance.train import load_config, train
+    from negstance.train import train
 
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
@@ -45,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for repeat in range(1, args.repeats + 1):
         with tempfile.TemporaryDirectory(prefix="bench_train_") as scratch:
             config = load_config(
-                args.config,
-                [*overrides, f"--output_dir={Path(scratch) / 'run'}", "--show_progress=false"],
+                config_path,
+                overrides | {"output_dir": str(Path(scratch) / "run"), "no_progress": True},
             )
             started = time.perf_counter()
             result = train(config)

@@ -5,27 +5,37 @@ similarity (difflib ratio) and the cosine of the frozen all-mpnet-base-v2 senten
 vectors, so a paraphrase that shares few characters is caught too.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the options dataclass needs real types, since
+# tests load this file without registering it in sys.modules (dataclasses look it up).
 
 import difflib
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
-
-from negstance.model.cli import ArgumentParser, user_errors_exit_cleanly
-from negstance.train.data import read_labelled_records
+from negstance.model.options import option, parse_options, script_main
 
 
-@user_errors_exit_cleanly
+@dataclass
+class OverlapOptions:
+    dev: str = option("data/dev/dev.jsonl", help="the dev sentences (.jsonl)")
+    seed: str = option("data/seed_sentences.jsonl", help="the seed (training) sentences (.jsonl)")
+    backbone: str = option(
+        "sentence-transformers/all-mpnet-base-v2",
+        help="sentence encoder whose frozen vectors give the cosine",
+    )
+    top: int = option(5, help="closest pairs to print", minimum=1)
+
+
+@script_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="dev_overlap.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--dev", default="data/dev/dev.jsonl")
-    parser.add_argument("--seed", default="data/seed_sentences.jsonl")
-    parser.add_argument("--backbone", default="sentence-transformers/all-mpnet-base-v2")
-    parser.add_argument("--top", type=int, default=5, help="closest pairs to print")
-    args = parser.parse_args(argv)
+    args = parse_options(
+        OverlapOptions, argv, prog="dev_overlap.py", description=__doc__.splitlines()[0]
+    )
+    import numpy as np
+
     from negstance.train.baselines import frozen_embeddings
+    from negstance.train.data import read_labelled_records
 
     dev = [row["text"] for row in read_labelled_records(args.dev)]
     seed = [row["text"] for row in read_labelled_records(args.seed)]

@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Sequence
 
-from negstance.train.evaluate import evaluate_main
+from negstance.train.cli import evaluate_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The bench scripts' helper module (scripts/benchmarking.py) is not part of the package.
+sys.path.insert(0, str(REPO / "scripts"))
 SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
 
 
@@ -93,7 +96,7 @@ def tiny_backbone_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint_dir(tmp_path_factory) -> Path:
     """A tiny random negstance classifier checkpoint (mean-pooling head)."""
-    from negstance.model.benchmark import build_tiny_checkpoint
+    from benchmarking import build_tiny_checkpoint
 
     directory = tmp_path_factory.mktemp("tiny_checkpoint") / "checkpoint"
     return build_tiny_checkpoint(directory, tiny_bert_config(), tiny_tokenizer())
@@ -112,7 +115,7 @@ def tiny_train_args(tiny_backbone_dir, tmp_path) -> list[str]:
         f"--output_dir={tmp_path / 'run'}",
         "--num_train_epochs=2",
         "--per_device_train_batch_size=32",
-        "--show_progress=false",
+        "--no_progress",
     ]
 
 

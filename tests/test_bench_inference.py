@@ -7,9 +7,8 @@ import statistics
 from pathlib import Path
 
 import pytest
+from benchmarking import news_like_sentences, peak_matmul_gflops, useful_flops
 from conftest import load_script
-
-from negstance.model.benchmark import news_like_sentences, peak_matmul_gflops, useful_flops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +29,7 @@ def test_news_like_sentences_are_deterministic_with_a_long_tail(seed_sentences):
 
 
 def test_useful_flops_counts_matrix_products_and_attention(tiny_checkpoint_dir):
-    from negstance.model.modeling import load_checkpoint
+    from negstance.model.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(tiny_checkpoint_dir)
     config = model.config.encoder_config()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from negstance.model.errors import NegstanceError
-from negstance.train.config import TrainConfig, load_config, parse_overrides
+from negstance.train.config import TrainConfig, config_diff, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,13 +63,14 @@ def test_string_fields_keep_the_command_line_text_verbatim() -> None:
 
 
 def test_booleans_parse_from_yaml_words() -> None:
-    assert load_config(None, ["--show_progress=false"]).show_progress is False
+    assert load_config(None, ["--no_progress=true"]).no_progress is True
+    assert load_config(None, ["--no_progress"]).no_progress is True
     assert load_config(None, ["--exclude_ambiguous=true"]).exclude_ambiguous is True
 
 
 @pytest.mark.parametrize("source", ["yaml", "command line"])
 def test_unknown_key_is_rejected_by_name(tmp_path: Path, source: str) -> None:
-    with pytest.raises(NegstanceError, match="unknown key 'lr'") as error:
+    with pytest.raises(NegstanceError, match=r"unknown (key 'lr'|option --lr)") as error:
         if source == "yaml":
             load_config(write_yaml(tmp_path, "lr: 0.1\n"))
         else:
@@ -82,7 +83,7 @@ def test_unknown_key_is_rejected_by_name(tmp_path: Path, source: str) -> None:
     [
         (["--num_train_epochs=abc"], "num_train_epochs must be int"),
         (["--max_length=1.5"], "max_length must be int"),
-        (["--show_progress=maybe"], "show_progress must be bool"),
+        (["--no_progress=maybe"], "no_progress must be bool"),
         (["--learning_rate=fast"], "learning_rate must be float"),
         (["--per_device_train_batch_size=true"], "per_device_train_batch_size must be int"),
     ],
@@ -119,10 +120,31 @@ def test_impossible_values_are_rejected(override: str, message: str) -> None:
         load_config(None, [override])
 
 
-@pytest.mark.parametrize("argument", ["learning_rate=1e-4", "-lr=1"])
-def test_overrides_must_be_dash_dash_key_equals_value(argument: str) -> None:
-    with pytest.raises(NegstanceError, match="expected --key=value"):
-        parse_overrides([argument])
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        (
+            "learning_rate=1e-4",
+            "unexpected argument 'learning_rate=1e-4' (options are --key=value)",
+        ),
+        ("--lerning_rate=1e-4", "unknown option --lerning_rate (did you mean --learning_rate?)"),
+        ("--learning_rate", "argument --learning_rate: expected one argument"),
+    ],
+)
+def test_command_line_mistakes_are_named(argument: str, message: str) -> None:
+    with pytest.raises(NegstanceError) as error:
+        load_config(None, [argument])
+    assert str(error.value).startswith(message)
+
+
+def test_config_diff_skips_keys_that_do_not_change_the_weights() -> None:
+    saved = {"learning_rate": 2e-5, "output_dir": "a", "no_progress": True, "retired_key": 1}
+    assert config_diff(saved, dataclasses.asdict(TrainConfig(output_dir="b"))) == {
+        "learning_rate": (2e-5, 5e-5)
+    }
+    # A key the saved config predates counts as its default.
+    assert config_diff({}, {"seed": 42}) == {}
+    assert config_diff({}, {"seed": 1}, ignore=["seed"]) == {}
 
 
 @pytest.mark.parametrize(

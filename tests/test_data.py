@@ -10,7 +10,7 @@ import pytest
 from datasets import ClassLabel
 
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import LABEL2ID, LABELS
+from negstance.model.labels import LABEL2ID, LABELS
 from negstance.model.text import sentence_spans
 from negstance.train.data import (
     check_trainable,

@@ -325,7 +325,7 @@ def test_usage_errors_are_one_line(capsys):
     )
     argv = ["--model", "m", "--input", "i.txt", "--output", "o.jsonl", "--batch_size", "0"]
     assert error_line(predict_script.main, argv, capsys) == (
-        "error: argument --batch_size: expected a positive integer, got '0' (see --help)"
+        "error: command line: batch_size must be at least 1, got 0"
     )
 
 
@@ -470,7 +470,7 @@ CONFIG_CASES = {
         "config: classifier_dropout must be in [0, 1), got 1.5",
     ),
     "missing file": (None, [], "config file not found: {config}"),
-    "unknown command-line key": ("", ["--epochs=3"], "command line: unknown key 'epochs'"),
+    "unknown command-line key": ("", ["--epochs=3"], "unknown option --epochs"),
     "command-line wrong type": (
         "",
         ["--learning_rate=fast"],
@@ -479,13 +479,13 @@ CONFIG_CASES = {
     "flag without value": (
         "",
         ["--learning_rate"],
-        "--learning_rate needs a value: --learning_rate=VALUE",
+        "argument --learning_rate: expected one argument (see --help)",
     ),
-    "stray argument": ("", ["epochs"], "expected --key=value, got 'epochs'"),
+    "stray argument": ("", ["epochs"], "unexpected argument 'epochs' (options are --key=value)"),
     "mistyped flag": (
         "",
         ["--overwrit"],
-        "command line: unknown key 'overwrit' (did you mean 'overwrite'?)",
+        "unknown option --overwrit (did you mean --overwrite?)",
     ),
     "linear probe on the cls head": (
         "head: cls\nhead_init: linear_probe\n",
@@ -698,7 +698,7 @@ def test_evaluate_script_reports_errors_in_one_line(tmp_path, capsys):
     )
     # ...and a typo of a training key still suggests that key.
     assert error_line(evaluate_script.main, ["--quick", "--max_lenght=64"], capsys) == (
-        "error: command line: unknown key 'max_lenght' (did you mean 'max_length'?)"
+        "error: unknown option --max_lenght (did you mean --max_length?)"
     )
 
 

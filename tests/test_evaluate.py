@@ -12,12 +12,11 @@ import yaml
 from conftest import error_line, load_script
 from sklearn.metrics import f1_score
 
-from negstance.model.modeling import LABEL2ID, LABELS
+from negstance.model.labels import LABEL2ID, LABELS
 from negstance.train.baselines import BASELINE_INPUTS, SETFIT
 from negstance.train.config import load_config
 from negstance.train.data import load_seed_dataset
-from negstance.train.evaluate import (
-    MODEL,
+from negstance.train.evaluation import (
     bootstrap_difference,
     grouped_folds,
     paired_differences,
@@ -25,6 +24,7 @@ from negstance.train.evaluate import (
 )
 from negstance.train.metrics import classification_metrics
 from negstance.train.model_card import render_model_card
+from negstance.train.report import MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
@@ -55,7 +55,7 @@ def quick_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
 
     setfit is made to look uninstalled: this is the path without it, wherever tests run.
     """
-    import negstance.train.evaluate as evaluate_module
+    import negstance.train.evaluation as evaluation_module
     import negstance.train.training as training
 
     output_dir = tmp_path_factory.mktemp("evaluation")
@@ -68,7 +68,7 @@ def quick_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training, "train", recording_train)
-        patch.setattr(evaluate_module, "setfit_available", lambda: False)
+        patch.setattr(evaluation_module, "setfit_available", lambda: False)
         status = evaluate_script(quick_argv(tiny_backbone_dir, output_dir))
     report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
     return {"status": status, "dir": output_dir, "report": report, "trained_on": trained_on}
@@ -81,12 +81,12 @@ def quick_setfit_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
     Run from an empty working directory, to see that SetFit leaves nothing there.
     """
     pytest.importorskip("setfit")
-    import negstance.train.evaluate as evaluate_module
+    import negstance.train.evaluation as evaluation_module
 
     output_dir = tmp_path_factory.mktemp("evaluation_setfit")
     working_dir = tmp_path_factory.mktemp("working_dir")
     fits: list[dict] = []
-    real_fit = evaluate_module.fit_predict_setfit
+    real_fit = evaluation_module.fit_predict_setfit
 
     def recording_fit(train_texts, train_labels, test_texts, model_name_or_path, seed, **kwargs):
         fits.append(
@@ -96,7 +96,7 @@ def quick_setfit_run(evaluate_script, tiny_backbone_dir, tmp_path_factory):
         return real_fit(train_texts, train_labels, test_texts, model_name_or_path, seed, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(evaluate_module, "fit_predict_setfit", recording_fit)
+        patch.setattr(evaluation_module, "fit_predict_setfit", recording_fit)
         patch.chdir(working_dir)
         argv = [
             *quick_argv(tiny_backbone_dir, output_dir),
@@ -159,13 +159,13 @@ def test_quick_run_writes_the_three_files_with_the_expected_keys(quick_run):
 def test_no_setfit_leaves_setfit_out_even_where_it_is_installed(
     evaluate_script, tiny_backbone_dir, tmp_path, monkeypatch
 ):
-    import negstance.train.evaluate as evaluate_module
+    import negstance.train.evaluation as evaluation_module
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("SetFit was fitted despite --no_setfit")
 
-    monkeypatch.setattr(evaluate_module, "setfit_available", lambda: True)
-    monkeypatch.setattr(evaluate_module, "fit_predict_setfit", must_not_run)
+    monkeypatch.setattr(evaluation_module, "setfit_available", lambda: True)
+    monkeypatch.setattr(evaluation_module, "fit_predict_setfit", must_not_run)
     argv = [*quick_argv(tiny_backbone_dir, tmp_path), "--no_setfit", "--max_folds=1"]
     assert evaluate_script(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
@@ -220,9 +220,9 @@ def test_a_dev_sentence_in_the_training_data_is_refused_before_any_training(
 def test_no_cv_gives_a_dev_only_report_that_a_model_card_can_quote(
     evaluate_script, tiny_backbone_dir, tmp_path, monkeypatch
 ):
-    import negstance.train.evaluate as evaluate_module
+    import negstance.train.evaluation as evaluation_module
 
-    monkeypatch.setattr(evaluate_module, "setfit_available", lambda: False)
+    monkeypatch.setattr(evaluation_module, "setfit_available", lambda: False)
     argv = [*quick_argv(tiny_backbone_dir, tmp_path), "--no_cv"]
     assert evaluate_script(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
@@ -393,12 +393,12 @@ def test_a_label_found_in_one_document_only_is_a_one_line_error(capsys, evaluate
 def test_an_unwritable_output_dir_is_refused_before_any_training(
     capsys, evaluate_script, tmp_path, monkeypatch
 ):
-    import negstance.train.evaluate as evaluate_module
+    import negstance.train.evaluation as evaluation_module
 
     def fail_if_called(*args, **kwargs):
         raise AssertionError("cross-validation ran before the output directory was checked")
 
-    monkeypatch.setattr(evaluate_module, "cross_validate", fail_if_called)
+    monkeypatch.setattr(evaluation_module, "cross_validate", fail_if_called)
     blocker = tmp_path / "a_file"
     blocker.write_text("", encoding="utf-8")
     assert evaluate_script(["--quick", "--output_dir", str(blocker / "report")]) == 2
@@ -519,7 +519,7 @@ def test_model_card_metadata_carries_the_scores_of_the_same_configuration(quick_
 
 
 def test_the_verdict_names_the_per_article_winner_and_the_paired_wins(quick_run):
-    from negstance.train.evaluate import verdict_lines
+    from negstance.train.report import verdict_lines
 
     report = quick_run["report"]
     lines = verdict_lines(report)
@@ -547,10 +547,10 @@ def test_model_card_says_when_no_evaluation_is_attached(tmp_path):
 
 
 def test_a_failed_report_write_leaves_the_previous_report_whole(quick_run, tmp_path, monkeypatch):
-    import negstance.train.evaluate as evaluate_module
+    import negstance.train.report as report_module
 
     report = quick_run["report"]
-    evaluate_module.write_report(report, tmp_path, "first command")
+    report_module.write_report(report, tmp_path, "first command")
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     assert sorted(before) == ["confusion_matrix.png", "report.json", "report.md"]
     assert before["confusion_matrix.png"].startswith(b"\x89PNG")
@@ -558,9 +558,9 @@ def test_a_failed_report_write_leaves_the_previous_report_whole(quick_run, tmp_p
     def broken_plot(report):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(evaluate_module, "plot_confusion_matrices", broken_plot)
+    monkeypatch.setattr(report_module, "plot_confusion_matrices", broken_plot)
     with pytest.raises(RuntimeError, match="disk full"):
-        evaluate_module.write_report(report, tmp_path, "second command")
+        report_module.write_report(report, tmp_path, "second command")
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 

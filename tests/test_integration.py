@@ -34,7 +34,7 @@ def test_short_minilm_training_and_three_prediction_routes_agree(tmp_path: Path)
             f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
             f"--output_dir={tmp_path / 'run'}",
             "--num_train_epochs=1",
-            "--show_progress=false",
+            "--no_progress",
         ],
     )
     assert config.model_name_or_path == MINILM  # the packaged copy, no network

@@ -796,7 +796,7 @@ BAD_INPUTS = {
             "--strategy",
             "best",
         ],
-        "argument --strategy: invalid choice: 'best'",
+        "command line: strategy must be one of diverse, uncertainty, random, not 'best'",
     ),
     "no command": ([], "the following arguments are required: COMMAND (see --help)"),
     # annotate
@@ -941,7 +941,7 @@ def readme_label_commands() -> list[list[str]]:
 
 
 def test_readme_label_commands_parse_and_name_files_that_exist() -> None:
-    from negstance.train.cli import label_parser
+    from negstance.train.cli import parse_label_command
 
     commands = readme_label_commands()
     assert {argv[1] for argv in commands if argv[0] == "scripts/label.py"} == {
@@ -956,7 +956,7 @@ def test_readme_label_commands_parse_and_name_files_that_exist() -> None:
                 if path.startswith(("data/", "configs/")):
                     assert (REPO / path).exists(), path
         if argv[0] == "scripts/label.py":
-            label_parser().parse_args(argv[1:])
+            parse_label_command(argv[1:])
         else:
             config = load_config(REPO / argv[2], argv[3:])
             assert config.num_train_epochs == 5

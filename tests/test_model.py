@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification, pipeline
 
 from negstance.model import LABELS, NegstanceForSequenceClassification, StanceClassifier
+from negstance.model.checkpoint import build_model, load_checkpoint, save_checkpoint
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import build_model, load_checkpoint, save_checkpoint
 
 # Lengths from 1 to ~90 tokens, so length sorting reorders them and batches need padding.
 TEXTS = [
@@ -181,7 +181,7 @@ def test_checkpoint_with_only_pickled_weights_is_refused(
 def test_device_names_are_checked_against_the_machine(monkeypatch) -> None:
     import torch
 
-    from negstance.model.modeling import resolve_device
+    from negstance.model.classifier import resolve_device
 
     with pytest.raises(NegstanceError, match="unsupported device 'meta'"):
         resolve_device("meta")

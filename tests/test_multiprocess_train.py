@@ -54,7 +54,7 @@ def two_process_run(tiny_backbone_dir: Path, tmp_path_factory) -> tuple[Path, st
         f"--learning_rate={LEARNING_RATE}",
         "--warmup_ratio=0",
         f"--validation_docs={HELD_OUT_DOC}",
-        "--show_progress=false",
+        "--no_progress",
     ]
     environment = {
         **os.environ,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from negstance.model.classifier import StanceClassifier
 from negstance.model.cli import predict_main
-from negstance.model.modeling import StanceClassifier
 from negstance.model.predict import (
     PredictionSummary,
     count_records,
@@ -128,10 +128,10 @@ def test_bf16_and_int8_match_fp32_within_tolerance(tiny_checkpoint_dir, classifi
 
 
 def test_auto_precision_is_bf16_only_with_native_support(tiny_checkpoint_dir, monkeypatch):
-    from negstance.model import modeling
+    from negstance.model import classifier as classifier_module
 
     for native, expected in ((False, "fp32"), (True, "bf16")):
-        monkeypatch.setattr(modeling, "cpu_supports_bf16", lambda native=native: native)
+        monkeypatch.setattr(classifier_module, "cpu_supports_bf16", lambda native=native: native)
         auto = StanceClassifier.from_pretrained(tiny_checkpoint_dir, device="cpu", precision="auto")
         assert auto.precision == expected
 
@@ -303,10 +303,10 @@ def test_progress_bar_moves_per_batch_within_a_chunk(classifier, texts, tmp_path
 def test_cli_reports_precision_and_writes_in_order(
     tiny_checkpoint_dir, texts, tmp_path, capsys, monkeypatch, native_bf16, expected
 ):
-    from negstance.model import modeling
+    from negstance.model import classifier as classifier_module
 
     # The CLI's default precision is auto: what it resolves to depends on the CPU.
-    monkeypatch.setattr(modeling, "cpu_supports_bf16", lambda: native_bf16)
+    monkeypatch.setattr(classifier_module, "cpu_supports_bf16", lambda: native_bf16)
     source = tmp_path / "news.txt"
     source.write_text("\n".join(texts[:5]) + "\n", encoding="utf-8")
     output = tmp_path / "out.jsonl"

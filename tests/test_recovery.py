@@ -24,14 +24,14 @@ import torch
 from conftest import load_script
 
 from negstance.model.backbones import MINILM
-from negstance.model.modeling import (
-    StanceClassifier,
+from negstance.model.checkpoint import (
     build_model,
     check_checkpoint_dir,
     load_checkpoint,
     remove_interrupted_saves,
     save_checkpoint,
 )
+from negstance.model.classifier import StanceClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_failed_rename_puts_previous_checkpoint_back(saved_twice, monkeypatch):
             raise OSError(5, "Input/output error")
         real_replace(source, destination)
 
-    monkeypatch.setattr("negstance.model.modeling.os.replace", replace)
+    monkeypatch.setattr("negstance.model.checkpoint.os.replace", replace)
     with pytest.raises(OSError, match="Input/output error"):
         save_checkpoint(model, tokenizer, target)
     monkeypatch.undo()
@@ -104,7 +104,7 @@ def test_save_killed_with_sigkill_keeps_previous_checkpoint(saved_twice):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from negstance.model.modeling import load_checkpoint, save_checkpoint
+        from negstance.model.checkpoint import load_checkpoint, save_checkpoint
         model, tokenizer = load_checkpoint({str(target)!r})
         # Killed after the weights are written, before the tokenizer is.
         tokenizer.save_pretrained = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
@@ -434,7 +434,7 @@ def test_weights_never_come_from_pickle_or_remote_code(tiny_checkpoint_dir, tmp_
     (checkpoint / "pytorch_model.bin").write_bytes(b"not even a valid pickle")
     (checkpoint / "evil.py").write_text(
         f"open({str(marker)!r}, 'w').close()\n"
-        "from negstance.model.modeling import NegstanceForSequenceClassification as Evil\n",
+        "from negstance.model.network import NegstanceForSequenceClassification as Evil\n",
         encoding="utf-8",
     )
     config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))

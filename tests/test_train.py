@@ -35,7 +35,7 @@ def run_training(
             f"--output_dir={output_dir}",
             f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
             "--per_device_train_batch_size=16",
-            "--show_progress=false",
+            "--no_progress",
             *overrides,
         ],
     )
@@ -145,7 +145,7 @@ def test_saved_run_has_checkpoint_config_metrics_log_and_card(
             f"--output_dir={output_dir}",
             f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
             "--per_device_train_batch_size=16",
-            "--show_progress=false",
+            "--no_progress",
             "--num_train_epochs=1",
         ],
     )
@@ -189,7 +189,7 @@ def fresh_accelerator_state():
 def test_model_trained_in_bf16_predicts_in_fp32_like_its_checkpoint(
     tiny_backbone_dir: Path, tmp_path: Path, small_dataset: Dataset, fresh_accelerator_state
 ) -> None:
-    from negstance.model.modeling import load_checkpoint
+    from negstance.model.checkpoint import load_checkpoint
 
     output_dir = tmp_path / "run"
     result = run_training(
@@ -272,7 +272,7 @@ def test_linear_probe_head_reproduces_the_fitted_logistic_regression(
 ) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    from negstance.model.modeling import build_model
+    from negstance.model.checkpoint import build_model
     from negstance.train.training import init_head_from_linear_probe, make_loader, tokenize
 
     dataset = small_dataset.filter(lambda row: row["label"] in present_labels)

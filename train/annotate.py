@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_input_file, check_writable_directory, file_format, read_records
-from negstance.model.modeling import LABELS
+from negstance.model.labels import LABELS
 from negstance.train.labeling import read_annotations, write_jsonl
 
 LABEL_KEYS = {"f": "favor", "a": "against", "n": "none"}

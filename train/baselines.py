@@ -47,15 +47,11 @@ from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer
 
-from negstance.model.modeling import (
-    StanceClassifier,
-    build_model,
-    check_max_length,
-    resolve_model_path,
-)
+from negstance.model.backbones import resolve_model_path
+from negstance.model.checkpoint import build_model, check_max_length
+from negstance.model.classifier import StanceClassifier
 from negstance.train.metrics import LABEL_IDS
-
-SETFIT = "setfit"
+from negstance.train.report import SETFIT  # the name the report renders it under
 
 # Which input each baseline reads: the raw sentence or its frozen embedding.
 BASELINE_INPUTS: dict[str, str] = {

@@ -1,63 +1,55 @@
-"""Command-line entry points of ``negstance.train``: ``scripts/train.py``, ``scripts/label.py``."""
+"""Command-line entry points of ``negstance.train``: ``train.py``, ``evaluate.py``, ``label.py``.
+
+Console commands ``negstance-train``, ``negstance-evaluate`` and ``negstance-label``
+run the same functions. Every option comes from a dataclass field
+(:mod:`negstance.model.options`); the heavy modules are imported only after the
+options are parsed, so ``--help`` and usage errors answer before torch loads.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from negstance.model.cli import (
-    ArgumentParser,
-    add_debug_option,
-    positive_int,
-    user_errors_exit_cleanly,
-)
 from negstance.model.errors import NegstanceError
+from negstance.model.options import (
+    field_types,
+    option,
+    parse_command_line,
+    resolve,
+    script_main,
+)
+from negstance.train.config import TrainConfig, load_config
 from negstance.train.labeling import STRATEGIES, UNCERTAINTY_MEASURES
 
+DEFAULT_REPORT_DIR = "reports/evaluation"
+# A smoke test must never overwrite the real report that model cards quote.
+QUICK_REPORT_DIR = "runs/evaluation-quick"
 
-@user_errors_exit_cleanly
+
+@script_main
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``train.py [--config FILE.yaml] [--key=value ...]``; prints where the checkpoint went."""
-    from negstance.model.errors import NegstanceError
-    from negstance.train.config import load_config
+    given, config_path = parse_command_line(
+        [TrainConfig],
+        list(argv or []),
+        description="Fine-tune the stance classifier. Every key can also be set in the YAML "
+        "file of --config; the command line wins.",
+        config_file=True,
+    )
+    config = load_config(config_path, given)
     from negstance.train.training import train
+    from negstance.train.training_state import state_dir_for
 
-    arguments = list(argv or [])
-    if any(argument in ("-h", "--help") for argument in arguments):
-        print(
-            "usage: train.py [--config FILE.yaml] [--key=value ...]\n"
-            "Fine-tune the stance classifier. Keys: the fields of negstance.train.TrainConfig "
-            "(see README); --key=value overrides the YAML.\n"
-            "  --overwrite              replace an existing output_dir\n"
-            "  --resume_from DIR.state  continue an interrupted run from its last epoch\n"
-            "  --debug                  show the traceback of an error"
-        )
-        return 0
-    config_path = None
-    overrides = []
-    index = 0
-    while index < len(arguments):
-        argument = arguments[index]
-        if argument == "--config":
-            if index + 1 >= len(arguments):
-                raise NegstanceError("--config needs a file")
-            config_path = arguments[index + 1]
-            index += 2
-            continue
-        if argument.startswith("--config="):
-            config_path = argument.split("=", 1)[1]
-        else:
-            overrides.append(argument)
-        index += 1
-    config = load_config(config_path, overrides)
     try:
         result = train(config)
     except KeyboardInterrupt:
-        from negstance.train.training_state import state_dir_for
-
         state = state_dir_for(config.output_dir)
         hint = (
             f"rerun the same command with --resume_from={state}"
@@ -72,126 +64,232 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def label_parser() -> ArgumentParser:
-    """``label.py suggest|annotate|agree|merge``: the labelling loop's subcommands."""
-    parser = ArgumentParser(
-        prog="label.py",
-        description="Grow the labelled data: suggest sentences to label, annotate them in the "
-        "terminal, measure agreement, merge into a labelled JSONL for training.",
+@dataclass
+class EvaluateOptions:
+    seeds: int | None = option(None, help="seeds per fold (default: 3; --quick: 1)", minimum=1)
+    max_folds: int | None = option(
+        None,
+        help="evaluate only the first N articles as test folds (default: all; --quick: 2)",
+        minimum=1,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    output_dir: str | None = option(
+        None,
+        help=f"where the report goes (default: {DEFAULT_REPORT_DIR}; --quick: "
+        f"{QUICK_REPORT_DIR}); no model is saved",
+    )
+    device: str = option("auto", help="prediction device: auto, cpu, cuda or cuda:N")
+    quick: bool = option(
+        False, help="smoke test: 1 seed, 2 folds, 1 epoch (explicit options still win)"
+    )
+    threads: int | None = option(
+        None,
+        help="CPU threads for torch and BLAS (default: as configured); on a busy machine 1 "
+        "avoids oversubscription",
+        minimum=1,
+    )
+    bootstrap_resamples: int | None = option(
+        None, help="resamples of the sentence bootstrap (default: 1000; --quick: 100)", minimum=1
+    )
+    setfit_iterations: int | None = option(
+        None,
+        help="SetFit's num_iterations (default: its slow pair oversampling; --quick: 1); "
+        "only where setfit is installed",
+        minimum=1,
+    )
+    no_setfit: bool = option(
+        False, help="leave the SetFit baseline out even where setfit is installed (hours on a CPU)"
+    )
+    dev_path: str = option(
+        "data/dev/dev.jsonl",
+        help="external dev set, scored after training on the whole seed set; '' leaves it out",
+    )
+    no_cv: bool = option(
+        False, help="skip leave-one-article-out cross-validation: the dev set only"
+    )
 
-    suggest = commands.add_parser(
-        "suggest",
-        help="rank the sentences of new articles for labelling",
-        description="Split articles into sentences, drop those already labelled (exact and near "
-        "duplicates) and write the N most useful to label, best first, without model labels.",
+
+@script_main
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``evaluate.py --config FILE [--seeds N] [--output_dir DIR] [--quick] [--key=value ...]``."""
+    arguments = list(argv or [])
+    given, config_path = parse_command_line(
+        [EvaluateOptions, TrainConfig],
+        arguments,
+        description="Score the stance classifier and its baselines on the external dev set "
+        "(trained on the whole seed set) and in leave-one-article-out cross-validation. The "
+        "training keys set the model's config, as in train.py.",
+        config_file=True,
     )
-    suggest.add_argument("--model", required=True, help="checkpoint directory (from train.py)")
-    suggest.add_argument(
-        "--input",
-        required=True,
+    own = field_types(EvaluateOptions)
+    args = resolve(
+        EvaluateOptions, [({k: v for k, v in given.items() if k in own}, "command line")]
+    )
+    overrides = {k: v for k, v in given.items() if k not in own}
+    config = load_config(config_path, ({"num_train_epochs": "1"} if args.quick else {}) | overrides)
+    output_dir = args.output_dir or (QUICK_REPORT_DIR if args.quick else DEFAULT_REPORT_DIR)
+    from negstance.model.io import check_writable_directory
+
+    # Checked now, not after an hour of cross-validation.
+    check_writable_directory(Path(output_dir), "--output_dir", create=True)
+    from negstance.train.evaluation import cpu_threads, cross_validate
+    from negstance.train.report import MODEL, dev_table, headline_table, write_report
+
+    seeds_count = args.seeds or (1 if args.quick else 3)
+    with cpu_threads(args.threads):
+        report = cross_validate(
+            config,
+            seeds=[config.seed + offset for offset in range(seeds_count)],
+            max_folds=args.max_folds or (2 if args.quick else None),
+            device=args.device,
+            show_progress=not config.no_progress,
+            bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
+            setfit_iterations=args.setfit_iterations or (1 if args.quick else None),
+            include_setfit=not args.no_setfit,
+            dev_path=args.dev_path or None,
+            run_cv=not args.no_cv,
+        )
+    command = shlex.join(["python", "scripts/evaluate.py", *arguments])
+    paths = write_report(report, output_dir, command)
+    if "dev" in report:
+        print("dev set:\n" + dev_table(report["dev"]))
+    if MODEL in report.get("systems", {}):
+        print("leave-one-article-out CV:\n" + headline_table(report))
+    print(f"wrote {', '.join(str(path) for path in paths)}")
+    return 0
+
+
+@dataclass
+class SuggestOptions:
+    model: str = option(help="checkpoint directory (from train.py)")
+    input: str = option(
         help="a folder of .txt articles, one .txt article, or a .jsonl/.csv with one document "
-        "per record",
+        "per record"
     )
-    suggest.add_argument("--output", required=True, help="suggestions .jsonl")
-    suggest.add_argument(
-        "-n", "--number", type=positive_int, default=50, help="sentences to suggest (default: 50)"
-    )
-    suggest.add_argument(
-        "--strategy",
+    output: str = option(help="suggestions .jsonl")
+    number: int = option(50, help="sentences to suggest", minimum=1, short="-n")
+    strategy: str = option(
+        "diverse",
+        help="diverse: among the 2N least sure, spread over the model's sentence vectors; "
+        "uncertainty: the least sure first; random: for comparison",
         choices=STRATEGIES,
-        default="diverse",
-        help="diverse (default): among the 2N least sure, spread over the model's sentence "
-        "vectors; uncertainty: the least sure first; random: for comparison",
     )
-    suggest.add_argument(
-        "--uncertainty",
+    uncertainty: str = option(
+        "margin",
+        help="margin: 1 - (top - second probability); entropy",
         choices=UNCERTAINTY_MEASURES,
-        default="margin",
-        help="margin (default): 1 - (top - second probability); entropy",
     )
-    suggest.add_argument(
-        "--labelled",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="FILE",
-        help="labelled data (and a dev set): their sentences, or near copies, are never "
-        "suggested; .jsonl/.csv with a text field, or .txt",
+    labelled: list[str] = option(
+        [],
+        help="labelled data and dev sets (a,b.jsonl): their sentences, or near copies, are "
+        "never suggested",
     )
-    suggest.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
-    suggest.add_argument("--text_column", default="text", help="document text field/column")
-    suggest.add_argument("--encoding", default="utf-8", help="input encoding (default: utf-8)")
-    suggest.add_argument("--batch_size", type=positive_int, default=32, help="default: 32")
-    suggest.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    suggest.add_argument("--overwrite", action="store_true", help="replace an existing output")
-
-    annotate = commands.add_parser(
-        "annotate",
-        help="label sentences in the terminal (resumable)",
-        description="Label a file of sentences (suggest's output, or agree's disagreements to "
-        "adjudicate). Keys: f favor, a against, n none, ? ambiguous, s skip, b back, q quit. "
-        "Every answer is saved at once; the same command continues where it stopped. On a "
-        "pipe, one key per line.",
-    )
-    annotate.add_argument("--input", required=True, help="sentences .jsonl (id, text)")
-    annotate.add_argument("--output", required=True, help="answers .jsonl (created or continued)")
-    annotate.add_argument("--annotator", required=True, help="your name, saved with the answers")
-
-    agree = commands.add_parser(
-        "agree",
-        help="agreement of two or more annotators, and their disagreements",
-        description="Cohen's kappa (two files) or Fleiss' kappa (more), raw agreement and "
-        "confusion tables; the disagreements go to --output, to adjudicate with annotate.",
-    )
-    agree.add_argument("files", nargs="+", metavar="ANSWERS", help="annotation .jsonl files")
-    agree.add_argument("--output", required=True, help="disagreements .jsonl")
-    agree.add_argument(
-        "--sentences",
-        metavar="FILE",
-        help="id and text of the sentences, for files that carry ids only (e.g. "
-        "data/seed_sentences.jsonl for data/annotation/)",
-    )
-    agree.add_argument("--overwrite", action="store_true", help="replace an existing output")
-
-    merge = commands.add_parser(
-        "merge",
-        help="annotations and adjudications into a labelled .jsonl for training",
-        description="One labelled row per sentence, in the seed set's format: the adjudicated "
-        "label, else the annotators' common one. Validated: labels, unique ids, no repeated "
-        "texts, no (near) copy of a --dev sentence.",
-    )
-    merge.add_argument("files", nargs="+", metavar="ANSWERS", help="annotation .jsonl files")
-    merge.add_argument("--output", required=True, help="labelled .jsonl")
-    merge.add_argument(
-        "--adjudicated", metavar="FILE", help="annotate's answers to agree's disagreements file"
-    )
-    merge.add_argument("--sentences", metavar="FILE", help="id and text, as for agree")
-    merge.add_argument(
-        "--dev", metavar="FILE", help="a dev set (text field): none of its sentences may be merged"
-    )
-    merge.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    for subparser in (suggest, annotate, agree, merge):
-        add_debug_option(subparser)
-    return parser
+    seed: int = option(0, help="seed of --strategy random")
+    text_column: str = option("text", help="document text field/column")
+    encoding: str = option("utf-8", help="input encoding")
+    batch_size: int = option(32, help="sentences per forward pass", minimum=1)
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    overwrite: bool = option(False, help="replace an existing output")
 
 
-@user_errors_exit_cleanly
+@dataclass
+class AnnotateOptions:
+    input: str = option(help="sentences .jsonl (id, text)")
+    output: str = option(help="answers .jsonl (created or continued)")
+    annotator: str = option(help="your name, saved with the answers")
+
+
+@dataclass
+class AgreeOptions:
+    files: list[str] = option(help="annotation .jsonl files", positional=True)
+    output: str = option(help="disagreements .jsonl")
+    sentences: str = option("", help="id and text of the sentences, for files that carry ids only")
+    overwrite: bool = option(False, help="replace an existing output")
+
+
+@dataclass
+class MergeOptions:
+    files: list[str] = option(help="annotation .jsonl files", positional=True)
+    output: str = option(help="labelled .jsonl")
+    adjudicated: str = option("", help="annotate's answers to agree's disagreements file")
+    sentences: str = option("", help="id and text, as for agree")
+    dev: str = option("", help="a dev set (text field): none of its sentences may be merged")
+    overwrite: bool = option(False, help="replace an existing output")
+
+
+LABEL_COMMANDS: dict[str, tuple[type, str, str]] = {
+    "suggest": (
+        SuggestOptions,
+        "rank the sentences of new articles for labelling",
+        "Split articles into sentences, drop those already labelled (exact and near "
+        "duplicates) and write the N most useful to label, best first, without model labels.",
+    ),
+    "annotate": (
+        AnnotateOptions,
+        "label sentences in the terminal (resumable)",
+        "Label a file of sentences (suggest's output, or agree's disagreements). Keys: f favor, "
+        "a against, n none, ? ambiguous, s skip, b back, q quit. Every answer is saved at once; "
+        "the same command continues where it stopped. On a pipe, one key per line.",
+    ),
+    "agree": (
+        AgreeOptions,
+        "agreement of two or more annotators, and their disagreements",
+        "Cohen's kappa (two files) or Fleiss' kappa (more), raw agreement and confusion "
+        "tables; the disagreements go to --output, to adjudicate with annotate.",
+    ),
+    "merge": (
+        MergeOptions,
+        "annotations and adjudications into a labelled .jsonl for training",
+        "One labelled row per sentence, in the seed set's format: the adjudicated label, else "
+        "the annotators' common one. Validated: labels, unique ids, no repeated texts, no "
+        "(near) copy of a --dev sentence.",
+    ),
+}
+
+
+def parse_label_command(argv: Sequence[str]) -> tuple[str, Any]:
+    """``label.py COMMAND [options]`` → the command's name and its options."""
+    arguments = list(argv)
+    command = arguments[0] if arguments else ""
+    if command not in LABEL_COMMANDS:
+        if command in ("-h", "--help"):
+            name = Path(sys.argv[0]).name
+            print(
+                f"usage: {name} COMMAND [options]\n\nGrow the labelled data: suggest sentences "
+                "to label, annotate them in the terminal, measure agreement, merge them into a "
+                "labelled JSONL for training.\n\ncommands:\n"
+                + "".join(f"  {key:9} {entry[1]}\n" for key, entry in LABEL_COMMANDS.items())
+                + f"\n{name} COMMAND --help lists a command's options with their defaults;\n"
+                "--debug shows the full traceback of an error (for bug reports)."
+            )
+            raise SystemExit(0)
+        if not command or command.startswith("-"):
+            raise NegstanceError("the following arguments are required: COMMAND (see --help)")
+        raise NegstanceError(
+            f"unknown command {command!r}: use one of {', '.join(LABEL_COMMANDS)} (see --help)"
+        )
+    cls, _, description = LABEL_COMMANDS[command]
+    given, _ = parse_command_line(
+        [cls], arguments[1:], f"{Path(sys.argv[0]).name} {command}", description
+    )
+    return command, resolve(cls, [(given, "command line")])
+
+
+@script_main
 def label_main(argv: Sequence[str] | None = None) -> int:
     """``label.py COMMAND ...``: suggest, annotate, agree or merge (see ``--help``)."""
-    args = label_parser().parse_args(argv)
-    command = {
+    command, args = parse_label_command(list(argv or []))
+    run = {
         "suggest": _suggest_command,
         "annotate": _annotate_command,
         "agree": _agree_command,
         "merge": _merge_command,
-    }[args.command]
-    return command(args)
+    }[command]
+    return run(args)
 
 
-def _suggest_command(args: argparse.Namespace) -> int:
-    from negstance.model.modeling import StanceClassifier, check_checkpoint_dir
+def _suggest_command(args: Any) -> int:
+    from negstance.model.checkpoint import check_checkpoint_dir
+    from negstance.model.classifier import StanceClassifier
     from negstance.train import labeling
 
     output = labeling.check_jsonl_output(
@@ -226,7 +324,7 @@ def _suggest_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _annotate_command(args: argparse.Namespace) -> int:
+def _annotate_command(args: Any) -> int:
     from negstance.train.annotate import run
 
     try:
@@ -250,7 +348,7 @@ def _annotate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _agree_command(args: argparse.Namespace) -> int:
+def _agree_command(args: Any) -> int:
     from negstance.train import labeling
 
     if len(args.files) < 2:
@@ -274,7 +372,7 @@ def _agree_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _merge_command(args: argparse.Namespace) -> int:
+def _merge_command(args: Any) -> int:
     from negstance.train import labeling
 
     extra = [path for path in (args.adjudicated, args.sentences, args.dev) if path]

@@ -1,26 +1,26 @@
-"""The training configuration: one dataclass, YAML files and ``--key=value`` overrides.
+"""The training configuration: one dataclass; YAML files and ``--key=value`` fill it.
 
-Precedence, lowest first: the dataclass defaults, the YAML file, the command
-line. Unknown keys, wrong types and impossible values are rejected with a
-one-line message; the resolved config is written next to every checkpoint.
+Precedence, lowest first: the field defaults, the YAML file, the command line
+(:mod:`negstance.model.options`). Unknown keys, wrong types and impossible values
+are refused with a one-line message; the resolved config is written next to every
+checkpoint. Keys marked ``run_only`` do not change the trained weights: resuming,
+the model card and evaluation compare configs with :func:`config_diff`, which
+skips them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
-import typing
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from negstance.model.backbones import DEFAULT_BACKBONE
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import DEFAULT_BACKBONE
+from negstance.model.options import check_values, option, parse_command_line, read_yaml, resolve
 
 
 @dataclass
@@ -28,43 +28,78 @@ class TrainConfig:
     """Everything a training run depends on. YAML files list only what differs."""
 
     # Data and model
-    # One labelled JSONL, or several: a YAML list or --data_path=a.jsonl,b.jsonl
-    data_path: str | list[str] = "data/seed_sentences.jsonl"
-    output_dir: str = "runs/default"
-    model_name_or_path: str = DEFAULT_BACKBONE  # resolved to the copy shipped on PyPI
-    head: str = "mean"  # "mean": mean-pooled head (what MiniLM was trained for); "cls": stock
-    max_length: int = 128  # the seed sentences are <= 49 tokens, so 128 truncates none of them
-    exclude_ambiguous: bool = False  # drop sentences the annotators marked ambiguous
-    validation_docs: list[str] = field(default_factory=list)  # documents held out per epoch
-    # Cross-validation report (scripts/evaluate.py) quoted in the checkpoint's model
-    # card; "" or a missing file: the card says no evaluation is attached.
-    evaluation_report: str = "reports/evaluation/report.json"
+    data_path: str | list[str] = option(
+        "data/seed_sentences.jsonl",
+        help="labelled JSONL (text, label; id, doc, ambiguous optional), or several: "
+        "a YAML list or a,b.jsonl",
+    )
+    output_dir: str = option("runs/default", help="where the checkpoint goes", run_only=True)
+    model_name_or_path: str = option(
+        DEFAULT_BACKBONE,
+        help="backbone: a hub id or a local path (the packaged ids resolve offline)",
+    )
+    head: str = option(
+        "mean",
+        help="mean: linear layer on mean-pooled token vectors, any encoder; cls: stock "
+        "AutoModelForSequenceClassification",
+        choices=("mean", "cls"),
+    )
+    max_length: int = option(
+        128, help="tokens per sentence, longer ones are truncated (the seed set's longest: 49)"
+    )
+    exclude_ambiguous: bool = option(False, help="drop sentences marked ambiguous")
+    validation_docs: list[str] = option([], help="documents held out for per-epoch validation")
+    evaluation_report: str = option(
+        "reports/evaluation/report.json",
+        help="evaluation report (scripts/evaluate.py) quoted in the model card; '' for none",
+        run_only=True,
+    )
 
     # Optimisation
-    num_train_epochs: int = 10
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    classifier_dropout: float = 0.1
-    class_weighting: str = "none"  # "balanced": weight the loss by inverse label frequency
-    head_init: str = "random"  # "linear_probe": start the head from logistic regression (LP-FT)
-    # After fine-tuning, refit the head as logistic regression on the fine-tuned sentence
-    # vectors (SetFit's body-then-head idea), weighted as class_weighting says.
-    head_refit: bool = False
+    num_train_epochs: int = option(10, help="passes over the training sentences")
+    per_device_train_batch_size: int = option(16, help="sentences per step and process")
+    per_device_eval_batch_size: int = option(
+        64, help="sentences per validation/probe batch", run_only=True
+    )
+    gradient_accumulation_steps: int = option(1, help="steps per optimiser update")
+    learning_rate: float = option(5e-5, help="peak AdamW learning rate (warm-up, linear decay)")
+    weight_decay: float = option(0.01, help="AdamW weight decay (not on biases and LayerNorm)")
+    warmup_ratio: float = option(0.1, help="share of updates spent warming up")
+    max_grad_norm: float = option(1.0, help="gradient clipping; 0 turns it off")
+    classifier_dropout: float = option(0.1, help="dropout before the classification layer")
+    class_weighting: str = option(
+        "none",
+        help="balanced: weight the loss by inverse label frequency",
+        choices=("none", "balanced"),
+    )
+    head_init: str = option(
+        "random",
+        help="linear_probe: start the head from logistic regression on frozen vectors (LP-FT)",
+        choices=("random", "linear_probe"),
+    )
+    head_refit: bool = option(
+        False,
+        help="after fine-tuning, refit the head as logistic regression on the fine-tuned "
+        "vectors (SetFit's body-then-head)",
+    )
 
     # Run
-    seed: int = 42
-    mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else no
-    show_progress: bool = True
-    overwrite: bool = False  # replace an existing output_dir (otherwise refused)
-    # Training state (weights, optimiser, scheduler, RNG) after each epoch, in
-    # <output_dir>.state/, removed once the final checkpoint is saved.
-    save_state_every_epoch: bool = True
-    resume_from: str = ""  # a <output_dir>.state/ directory to continue from
+    seed: int = option(42, help="seeds Python, NumPy, torch and the data order")
+    mixed_precision: str = option(
+        "auto",
+        help="auto: bf16 where the hardware runs it natively, else no; fp16 on a GPU only",
+        choices=("auto", "no", "bf16", "fp16"),
+    )
+    no_progress: bool = option(False, help="hide the progress bar", run_only=True)
+    overwrite: bool = option(False, help="replace an existing output_dir", run_only=True)
+    save_state_every_epoch: bool = option(
+        True,
+        help="keep the training state in <output_dir>.state/ after each epoch, for resume_from",
+        run_only=True,
+    )
+    resume_from: str = option(
+        "", help="continue an interrupted run from its <output_dir>.state/", run_only=True
+    )
 
     def validate(self) -> TrainConfig:
         """Reject values no run could use; returns ``self`` for chaining."""
@@ -94,18 +129,7 @@ class TrainConfig:
                 raise NegstanceError(
                     f"config: {name} must be zero or positive, got {getattr(self, name)}"
                 )
-        choices = {
-            "head": ("mean", "cls"),
-            "class_weighting": ("none", "balanced"),
-            "head_init": ("random", "linear_probe"),
-            "mixed_precision": ("auto", "no", "bf16", "fp16"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                value = getattr(self, name)
-                raise NegstanceError(
-                    f"config: {name} must be one of {', '.join(allowed)}, not {value!r}"
-                )
+        check_values(self, "config")
         if self.head_init == "linear_probe" and self.head != "mean":
             # Said before any loading: the probe is fitted on the mean-pooled vectors.
             raise NegstanceError("config: head_init=linear_probe needs head=mean")
@@ -117,146 +141,40 @@ class TrainConfig:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
+def config_diff(
+    first: Mapping[str, Any], second: Mapping[str, Any], ignore: Iterable[str] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """``{key: (first value, second value)}`` for the keys that change the trained weights.
 
-
-def _coerce(name: str, value: Any, expected: Any, source: str) -> Any:
-    """Check ``value`` against the field's type; accept the few safe conversions."""
-    origin = typing.get_origin(expected)
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-    elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "5e-5" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif expected is str:
-        if isinstance(value, str):
-            return value
-    elif origin is list:
-        (item_type,) = typing.get_args(expected)
-        if isinstance(value, str):  # --validation_docs=a,b
-            value = [item for item in value.split(",") if item]
-        if isinstance(value, list) and all(isinstance(item, item_type) for item in value):
-            return list(value)
-    elif origin in (typing.Union, types.UnionType):
-        if isinstance(value, str) and "," in value and list[str] in typing.get_args(expected):
-            return _coerce(name, value, list[str], source)  # --data_path=a.jsonl,b.jsonl
-        for option in typing.get_args(expected):
-            if option is type(None) and value is None:
-                return None
-            if option is not type(None):
-                try:
-                    return _coerce(name, value, option, source)
-                except NegstanceError:
-                    continue
-    type_name = getattr(expected, "__name__", str(expected))
-    raise NegstanceError(
-        f"{source}: {name} must be {type_name}, got {type(value).__name__} {value!r}"
-    )
-
-
-def _apply(values: dict[str, Any], updates: dict[str, Any], source: str) -> None:
-    types_by_name = _field_types()
-    for name, value in updates.items():
-        if name not in types_by_name:
-            raise unknown_key_error(name, source)
-        values[name] = _coerce(name, value, types_by_name[name], source)
-
-
-def unknown_key_error(name: str, source: str) -> NegstanceError:
-    """``source: unknown key 'x' (did you mean 'y'?)``, or the list of known keys."""
-    types_by_name = _field_types()
-    close = difflib.get_close_matches(str(name), types_by_name, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(types_by_name)}"
-    return NegstanceError(f"{source}: unknown key {name!r} ({hint})")
-
-
-def read_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    location = Path(path)
-    if location.is_dir():
-        yaml_files = sorted(location.glob("*.yaml"))
-        example = f" (e.g. {yaml_files[0]})" if yaml_files else ""
-        raise NegstanceError(f"config is a directory, not a YAML file: {location}{example}")
-    if not location.is_file():
-        raise NegstanceError(f"config file not found: {location}")
-    try:
-        loaded = yaml.safe_load(location.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None)
-        raise NegstanceError(
-            f"{location}{where}: not valid YAML" + (f" ({problem})" if problem else "")
-        ) from None
-    except UnicodeDecodeError:
-        raise NegstanceError(f"{location}: not UTF-8 text") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise NegstanceError(f"{location}: expected a mapping of config keys")
-    return loaded
-
-
-def parse_overrides(arguments: Sequence[str]) -> dict[str, Any]:
-    """Command-line overrides: ``--key=value``, ``--key value``, or ``--flag`` for true.
+    A key missing on one side (a config saved before the key existed) counts as
+    its default; keys of neither ``TrainConfig`` nor the other side are skipped.
 
     Example:
-        >>> parse_overrides(["--num_train_epochs=3", "--head", "cls", "--overwrite"])
-        {'num_train_epochs': 3, 'head': 'cls', 'overwrite': True}
+        >>> config_diff({"learning_rate": 2e-5, "output_dir": "a"}, {"output_dir": "b"})
+        {'learning_rate': (2e-05, 5e-05)}
     """
-    overrides: dict[str, Any] = {}
-    pending = list(arguments)
-    while pending:
-        argument = pending.pop(0)
-        if not argument.startswith("--") or argument == "--":
-            raise NegstanceError(f"expected --key=value, got {argument!r}")
-        if "=" in argument:
-            key, raw = argument[2:].split("=", 1)
-        elif pending and not pending[0].startswith("--"):
-            key, raw = argument[2:], pending.pop(0)
-        elif _field_types().get(argument[2:]) is bool:
-            overrides[argument[2:]] = True
-            continue
-        elif argument[2:] not in _field_types():
-            # A mistyped flag (--overwrit) is an unknown key, not a key missing its value.
-            raise unknown_key_error(argument[2:], "command line")
-        else:
-            raise NegstanceError(f"{argument} needs a value: {argument}=VALUE")
-        if _field_types().get(key) in (str, list[str], str | list[str]):
-            # Paths, names and document ids stay verbatim: YAML reads "2025" or
-            # "001" as numbers and "on" as a boolean.
-            overrides[key] = raw
-            continue
-        try:
-            overrides[key] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            overrides[key] = raw
-    return overrides
+    defaults = dataclasses.asdict(TrainConfig())
+    skipped = set(ignore) | {
+        item.name for item in dataclasses.fields(TrainConfig) if item.metadata["run_only"]
+    }
+    return {
+        key: (first.get(key, default), second.get(key, default))
+        for key, default in defaults.items()
+        if key not in skipped and first.get(key, default) != second.get(key, default)
+    }
 
 
 def load_config(
     config_path: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] | dict[str, Any] = (),
+    overrides: Sequence[str] | Mapping[str, Any] = (),
 ) -> TrainConfig:
-    """Defaults, then the YAML file, then overrides; validated.
+    """Defaults, then the YAML file, then overrides (``--key=value`` strings or a dict); validated.
 
     Example:
         >>> load_config(None, ["--learning_rate=3e-5"]).learning_rate
         3e-05
     """
-    values: dict[str, Any] = {}
-    if config_path is not None:
-        _apply(values, read_yaml_config(config_path), str(config_path))
-    if not isinstance(overrides, dict):
-        overrides = parse_overrides(overrides)
-    _apply(values, overrides, "command line")
-    return TrainConfig(**values).validate()
+    if not isinstance(overrides, Mapping):
+        overrides, _ = parse_command_line([TrainConfig], overrides, prog="train.py")
+    layers = [(read_yaml(config_path), str(config_path))] if config_path is not None else []
+    return resolve(TrainConfig, [*layers, (overrides, "command line")])

@@ -11,7 +11,7 @@ from datasets import ClassLabel, Dataset, Features, Value
 
 from negstance.model.errors import NegstanceError
 from negstance.model.io import read_records
-from negstance.model.modeling import LABELS
+from negstance.model.labels import LABELS
 from negstance.model.text import split_sentences
 
 # Declared, not inferred: class_encode_column would sort the names alphabetically

@@ -39,7 +39,7 @@ from negstance.model.io import (
     read_records,
     write_text_atomic,
 )
-from negstance.model.modeling import LABELS
+from negstance.model.labels import LABELS
 from negstance.model.text import split_sentences
 
 STRATEGIES = ("diverse", "uncertainty", "random")

@@ -7,7 +7,7 @@ from typing import Any
 
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from negstance.model.modeling import LABELS
+from negstance.model.labels import LABELS
 
 LABEL_IDS = list(range(len(LABELS)))
 

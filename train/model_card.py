@@ -24,11 +24,11 @@ import yaml
 from datasets import Dataset
 
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import LABELS
-from negstance.train.config import TrainConfig
-from negstance.train.evaluate import (
+from negstance.model.labels import LABELS
+from negstance.train.config import TrainConfig, config_diff
+from negstance.train.report import (
     MODEL,
-    RUN_ONLY_KEYS,
+    PER_RUN_KEYS,
     dev_table,
     dev_verdict_lines,
     headline_table,
@@ -111,15 +111,14 @@ def front_matter(config: TrainConfig, report: dict[str, Any] | None) -> dict[str
 
 def configuration_differences(config: TrainConfig, report: dict[str, Any]) -> list[str]:
     """``key: evaluated X, this checkpoint Y`` for every setting that changes what is learned."""
-    current = dataclasses.asdict(config)
-    differences = []
     # A key the report predates was evaluated at its default then.
-    evaluated_config = dataclasses.asdict(TrainConfig()) | report.get("config", {})
-    for key, evaluated in evaluated_config.items():
-        if key in RUN_ONLY_KEYS or key not in current or current[key] == evaluated:
-            continue
-        differences.append(f"`{key}`: evaluated {evaluated!r}, this checkpoint {current[key]!r}")
-    return differences
+    differences = config_diff(
+        report.get("config", {}), dataclasses.asdict(config), ignore=PER_RUN_KEYS
+    )
+    return [
+        f"`{key}`: evaluated {evaluated!r}, this checkpoint {current!r}"
+        for key, (evaluated, current) in differences.items()
+    ]
 
 
 def evaluation_section(
@@ -394,11 +393,11 @@ classifier.predict("Putin said he is ready to meet Trump to discuss a ceasefire.
 classifier.predict_proba(["Talks are doomed.", "Oil prices fell."])  # (2, 3), favor/against/none
 ```
 
-Plain transformers, after `import negstance.model` (which registers the mean-pooling
+Plain transformers, after `import negstance.model.network` (which registers the mean-pooling
 head with the `Auto*` classes; no remote code is involved):
 
 ```python
-import negstance.model  # noqa: F401  registers model_type "negstance"
+import negstance.model.network  # noqa: F401  registers model_type "negstance"
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 model = AutoModelForSequenceClassification.from_pretrained("path/to/checkpoint")

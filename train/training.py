@@ -21,6 +21,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import broadcast, set_seed
 from datasets import Dataset
+from datasets.utils import logging as datasets_logging
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
@@ -30,15 +31,10 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from negstance.model.checkpoint import build_model, check_max_length, save_checkpoint
+from negstance.model.classifier import cpu_supports_bf16, cuda_supports_bf16
 from negstance.model.errors import NegstanceError
-from negstance.model.modeling import (
-    LABELS,
-    build_model,
-    check_max_length,
-    cpu_supports_bf16,
-    cuda_supports_bf16,
-    save_checkpoint,
-)
+from negstance.model.labels import LABELS
 from negstance.train.config import TrainConfig
 from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
 from negstance.train.metrics import classification_metrics
@@ -101,11 +97,18 @@ def make_accelerator(mixed_precision: str, gradient_accumulation_steps: int) -> 
 
 def tokenize(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
     """Token ids per sentence (no padding: batches are padded to their longest)."""
-    encoded = dataset.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-        batched=True,
-        remove_columns=[name for name in dataset.column_names if name != "label"],
-    )
+    # A "Map:" bar for a few hundred sentences that take milliseconds is noise.
+    was_enabled = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        encoded = dataset.map(
+            lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+            batched=True,
+            remove_columns=[name for name in dataset.column_names if name != "label"],
+        )
+    finally:
+        if was_enabled:
+            datasets_logging.enable_progress_bar()
     return encoded.rename_column("label", "labels")
 
 
@@ -225,7 +228,7 @@ def train(
 
     def log(message: str) -> None:
         log_lines.append(message)
-        if accelerator.is_main_process and config.show_progress:
+        if accelerator.is_main_process and not config.no_progress:
             tqdm.write(message)
 
     if train_dataset is None:
@@ -323,7 +326,7 @@ def train(
         total=total_updates,
         initial=(first_epoch - 1) * updates_per_epoch,
         desc="train",
-        disable=not (accelerator.is_main_process and config.show_progress),
+        disable=config.no_progress or not accelerator.is_main_process,
         dynamic_ncols=True,
     )
     for epoch in range(first_epoch, config.num_train_epochs + 1):

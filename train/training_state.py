@@ -26,26 +26,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from negstance.model.checkpoint import check_replaceable, named_directory, staged_directory
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_writable_directory
-from negstance.model.modeling import check_replaceable, named_directory, staged_directory
-from negstance.train.config import TrainConfig
+from negstance.train.config import TrainConfig, config_diff
 
 STATE_FORMAT = 1
-
-# Settings that may differ between an interrupted run and its resumption
-# because they do not change what is computed.
-CHANGEABLE_ON_RESUME = frozenset(
-    {
-        "output_dir",
-        "resume_from",
-        "overwrite",
-        "show_progress",
-        "save_state_every_epoch",
-        "per_device_eval_batch_size",
-        "evaluation_report",
-    }
-)
 
 
 @dataclass
@@ -224,12 +210,8 @@ def _rng_states(shuffle_generator: torch.Generator) -> dict[str, torch.Tensor]:
 
 
 def _check_same_settings(saved: dict[str, Any], config: TrainConfig, location: Path) -> None:
-    current = dataclasses.asdict(config)
-    for name, value in saved.items():
-        if name in CHANGEABLE_ON_RESUME or name not in current:
-            continue
-        if current[name] != value:
-            raise NegstanceError(
-                f"resume_from: {location} was saved by a run with {name}={value!r}, but this "
-                f"run has {name}={current[name]!r}; resume with the same settings"
-            )
+    for name, (value, current) in config_diff(saved, dataclasses.asdict(config)).items():
+        raise NegstanceError(
+            f"resume_from: {location} was saved by a run with {name}={value!r}, but this "
+            f"run has {name}={current!r}; resume with the same settings"
+        )

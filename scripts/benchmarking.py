@@ -6,6 +6,9 @@ checkpoint; each is warmed up, then timed over the whole set in several rounds
 (methods interleaved, so a burst of load from another process hits them all
 alike), and the median round is reported with the spread.
 
+A helper of the bench scripts (and the tests), not part of the package: the
+scripts import it as ``benchmarking`` since ``scripts/`` is on their path.
+
 Compute utilisation is an estimate: useful FLOPs (from the real, unpadded token
 counts) divided by the time, over the peak of this machine for the arithmetic
 the method runs in, taken as the GFLOP/s of a large matrix product in that
@@ -29,19 +32,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from negstance.model.backbones import MINILM, resolve_model_path
-from negstance.model.modeling import (
-    DEFAULT_BACKBONE,
-    ID2LABEL,
-    LABEL2ID,
-    NegstanceConfig,
-    NegstanceForSequenceClassification,
-    StanceClassifier,
-    build_model,
-    cpu_supports_bf16,
-    load_checkpoint,
-    save_checkpoint,
-)
+from negstance.model.backbones import DEFAULT_BACKBONE, MINILM, resolve_model_path
+from negstance.model.checkpoint import build_model, load_checkpoint, save_checkpoint
+from negstance.model.classifier import StanceClassifier, cpu_supports_bf16
+from negstance.model.labels import ID2LABEL, LABEL2ID
+from negstance.model.network import NegstanceConfig, NegstanceForSequenceClassification
 
 if TYPE_CHECKING:
     from transformers import BertConfig, PreTrainedTokenizerBase

@@ -1,0 +1,87 @@
+"""The package's shape: no import cycles, and every script's --help answers before torch loads."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = {"model": "negstance.model", "train": "negstance.train"}
+MODULES = sorted(
+    f"{name}.{path.stem}"
+    for folder, name in PACKAGES.items()
+    for path in (REPO / folder).glob("*.py")
+    if path.stem != "__init__"
+)
+SCRIPTS = [
+    "train",
+    "predict",
+    "evaluate",
+    "label",
+    *(p.stem for p in REPO.glob("scripts/bench_*.py")),
+]
+
+
+def imported_modules(module: str) -> set[str]:
+    """The negstance modules ``module`` imports, at module level or inside functions."""
+    package, _, stem = module.rpartition(".")
+    folder = {name: folder for folder, name in PACKAGES.items()}[package]
+    tree = ast.parse((REPO / folder / f"{stem}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name in MODULES}
+    return found - {module}
+
+
+def test_no_import_cycles_even_through_imports_inside_functions() -> None:
+    graph = {module: imported_modules(module) for module in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = [*path[path.index(module) :], module]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in MODULES:
+        visit(module, [])
+
+
+@pytest.mark.parametrize("order", ["sorted", "reversed"])
+def test_every_module_imports_in_any_order(order: str) -> None:
+    modules = MODULES if order == "sorted" else MODULES[::-1]
+    code = "; ".join(f"import {module}" for module in modules)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_lists_options_with_defaults_before_torch_loads(script: str) -> None:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['{script}.py', *{['suggest'] if script == 'label' else []}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_path('scripts/{script}.py', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert "torch imported: False" in result.stdout, result.stdout[-500:]
+    assert "--debug" in result.stdout
+    assert "(default: " in result.stdout
