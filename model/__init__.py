@@ -19,27 +19,25 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, homes: dict[str, str]) -> Callable[[str], Any]:
-    """A package ``__getattr__`` that imports each public name from its module on first use."""
+def lazy_exports(package: str, **homes: tuple[str, ...]) -> tuple[Callable[[str], Any], list]:
+    """A package's ``__getattr__`` that imports each public name from its module on first use,
+    and its ``__all__``; ``homes`` maps each module to the names it provides."""
+    module_of = {name: module for module, names in homes.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        if name not in homes:
+        if name not in module_of:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.{homes[name]}"), name)
+        return getattr(importlib.import_module(f"{package}.{module_of[name]}"), name)
 
-    return __getattr__
+    return __getattr__, sorted(module_of)
 
 
-_HOMES = {
-    "DEFAULT_BACKBONE": "backbones",
-    "ID2LABEL": "labels",
-    "LABEL2ID": "labels",
-    "LABELS": "labels",
-    "NegstanceConfig": "network",
-    "NegstanceError": "errors",
-    "NegstanceForSequenceClassification": "network",
-    "StanceClassifier": "classifier",
-    "split_sentences": "text",
-}
-__all__ = sorted(_HOMES)
-__getattr__ = lazy_exports(__name__, _HOMES)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    backbones=("DEFAULT_BACKBONE",),
+    classifier=("StanceClassifier",),
+    errors=("NegstanceError",),
+    labels=("ID2LABEL", "LABEL2ID", "LABELS"),
+    network=("NegstanceConfig", "NegstanceForSequenceClassification"),
+    text=("split_sentences",),
+)

@@ -15,7 +15,9 @@ from negstance.model.options import option, parse_options, script_main
 
 
 @dataclass
-class PredictOptions:
+class CheckpointOnFileOptions:
+    """The options of every command that runs a checkpoint over an input file."""
+
     model: str = option(help="checkpoint directory (from train.py)")
     input: str = option(
         help="input .txt (a sentence or document per line), .jsonl/.json/.ndjson (one JSON "
@@ -24,11 +26,16 @@ class PredictOptions:
     output: str = option(help="output .jsonl, .csv or .tsv, written whole or not at all")
     text_column: str = option("text", help="text field of a .jsonl, column of a .csv")
     encoding: str = option("utf-8", help="input encoding (e.g. latin-1, utf-16)")
+    device: str = option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    overwrite: bool = option(False, help="replace an existing output")
+
+
+@dataclass
+class PredictOptions(CheckpointOnFileOptions):
     batch_size: int | None = option(
         None, help="sentences per forward pass (default: 32 on a CPU, 256 on a GPU)", minimum=1
     )
     chunk_size: int = option(4096, help="records read, sorted and written at a time", minimum=1)
-    device: str = option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     precision: str = option(
         "auto",
         help="auto: bf16 where the hardware runs it natively, else fp32; int8: CPU dynamic "
@@ -38,7 +45,6 @@ class PredictOptions:
     documents: bool = option(
         False, help="each record is a whole article: split it, classify, summarise"
     )
-    overwrite: bool = option(False, help="replace an existing output")
     resume: bool = option(False, help="continue an interrupted run from its .partial file")
     no_progress: bool = option(False, help="hide the progress bar")
 

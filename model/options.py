@@ -43,6 +43,8 @@ from negstance.model.errors import NegstanceError
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
 DEBUG_HELP = "show the full traceback of an error (for bug reports)"
+# Fields that take several values: `--key a b`, `--key a,b` or `--key a --key b`.
+LISTS = (list[str], str | list[str])
 
 
 def option(
@@ -131,8 +133,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
             continue
         choices = meta.get("choices")
         metavar = "{" + ",".join(choices) + "}" if choices else item.name.upper()
+        many = {"nargs": "+", "action": "extend"} if types_by_name[item.name] in LISTS else {}
         parser.add_argument(
-            *names, dest=item.name, required=required, metavar=metavar, help=help_text
+            *names, dest=item.name, required=required, metavar=metavar, help=help_text, **many
         )
 
 
@@ -236,8 +239,11 @@ def unknown_key_error(name: str, cls: type, source: str) -> NegstanceError:
 
 def convert(name: str, value: Any, expected: Any, source: str) -> Any:
     """``value`` as the field's type; command-line strings are read as YAML scalars first."""
+    strings = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if source == "command line" and expected in LISTS and strings:
+        value = ",".join(value)  # --labelled a.jsonl b.jsonl, or --labelled a.jsonl,b.jsonl
     if source == "command line" and isinstance(value, str):
-        if expected in (str, list[str], str | list[str]):
+        if expected in (str, *LISTS):
             # Paths, names and document ids stay verbatim: YAML reads "2025" or
             # "001" as numbers and "on" as a boolean.
             if expected is not str and "," in value:
@@ -308,9 +314,7 @@ def resolve(cls: type[T], layers: Sequence[tuple[Mapping[str, Any], str]]) -> T:
                 raise unknown_key_error(name, cls, source)
             values[name] = convert(name, value, types_by_name[name], source)
     instance = cls(**values)
-    if hasattr(instance, "validate"):
-        instance.validate()
-    else:
+    if not hasattr(instance, "validate"):  # a class with its own checks runs them itself
         check_values(instance, "command line")
     return instance
 
@@ -322,12 +326,6 @@ def parse_options(
     arguments = list(sys.argv[1:] if argv is None else argv)
     given, _ = parse_command_line([cls], arguments, prog, description)
     return resolve(cls, [(given, "command line")])
-
-
-def split_given(given: Mapping[str, Any], cls: type) -> dict[str, Any]:
-    """The part of ``given`` that belongs to ``cls``'s fields."""
-    names = field_types(cls)
-    return {name: value for name, value in given.items() if name in names}
 
 
 def script_main(

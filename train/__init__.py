@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from negstance.model import lazy_exports
 
-_HOMES = {
-    "TrainConfig": "config",
-    "TrainResult": "training",
-    "load_config": "config",
-    "load_seed_dataset": "data",
-    "segment_articles": "data",
-    "train": "training",
-}
-__all__ = sorted(_HOMES)
-__getattr__ = lazy_exports(__name__, _HOMES)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    config=("TrainConfig", "load_config"),
+    data=("load_seed_dataset", "segment_articles"),
+    training=("TrainResult", "train"),
+)

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_input_file, check_writable_directory, file_format, read_records
-from negstance.model.labels import LABELS
+from negstance.model.labels import DEFINITIONS, LABELS
 from negstance.train.labeling import read_annotations, write_jsonl
 
 LABEL_KEYS = {"f": "favor", "a": "against", "n": "none"}
@@ -33,15 +33,6 @@ KEYS_LINE = (
     "keys: f favor, a against, n none, ? ambiguous (toggle), s skip, b back, q quit; "
     "every answer is saved at once"
 )
-# The codebook's label definitions in one line each (data/CODEBOOK.md has the rules).
-DEFINITIONS = {
-    "favor": "readiness to talk, calls for or support of talks, hope about them, positive "
-    "momentum (a call held, a summit arranged)",
-    "against": "refusing talks, preferring to fight on, pessimism that talks can work, "
-    "criticism of talks or of a deal, conditions framed as blocking a deal",
-    "none": "no stance toward negotiation: background, facts, other topics, neutral "
-    "logistics, boilerplate",
-}
 # What an answer row carries from its sentence, besides the answer.
 CARRIED_FIELDS = ("doc", "index", "text")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from negstance.model.cli import CheckpointOnFileOptions
 from negstance.model.errors import NegstanceError
 from negstance.model.options import (
     field_types,
@@ -159,8 +160,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 @dataclass
-class SuggestOptions:
-    model: str = option(help="checkpoint directory (from train.py)")
+class SuggestOptions(CheckpointOnFileOptions):
     input: str = option(
         help="a folder of .txt articles, one .txt article, or a .jsonl/.csv with one document "
         "per record"
@@ -184,11 +184,7 @@ class SuggestOptions:
         "never suggested",
     )
     seed: int = option(0, help="seed of --strategy random")
-    text_column: str = option("text", help="document text field/column")
-    encoding: str = option("utf-8", help="input encoding")
     batch_size: int = option(32, help="sentences per forward pass", minimum=1)
-    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
-    overwrite: bool = option(False, help="replace an existing output")
 
 
 @dataclass

@@ -101,6 +101,9 @@ class TrainConfig:
         "", help="continue an interrupted run from its <output_dir>.state/", run_only=True
     )
 
+    def __post_init__(self) -> None:
+        self.validate()  # a TrainConfig that exists is one a run can use
+
     def validate(self) -> TrainConfig:
         """Reject values no run could use; returns ``self`` for chaining."""
         positive = (

@@ -252,7 +252,6 @@ def cross_validate(
     from negstance.model.classifier import resolve_device
     from negstance.train.data import load_seed_dataset
 
-    config.validate()
     if getattr(config, "resume_from", ""):
         raise NegstanceError(
             "resume_from cannot be used in cross-validation: every run starts fresh"

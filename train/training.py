@@ -213,7 +213,6 @@ def train(
         >>> result.output_dir  # doctest: +SKIP
         PosixPath('runs/default')
     """
-    config.validate()
     if save:
         check_output_dir(config)  # before any work: an existing run is refused, not replaced
     saved_state = read_training_state(config.resume_from, config) if config.resume_from else None
