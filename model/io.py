@@ -509,9 +509,7 @@ class OutputWriter:
         os.fsync(handle.fileno())
         self.rows_done = rows_done
         state = json.dumps({"rows": rows_done, "bytes": handle.tell(), "command": self.command})
-        temporary = self.progress.with_name(self.progress.name + ".tmp")
-        temporary.write_text(state, encoding="utf-8")
-        os.replace(temporary, self.progress)
+        write_text_atomic(self.progress, state)
 
     def commit(self) -> Path:
         """Rename the finished ``.partial`` into place; returns the output path."""

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
 
     from negstance.model.classifier import StanceClassifier
-    from negstance.train import labeling, train
+    from negstance.train import suggest, train
 
     seed_rows = [
         json.loads(line)
@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         classifier = StanceClassifier(result.model, result.tokenizer, device="cpu")
         labelled = [row["text"] for row in seed_rows if row["doc"] != document]
-        article = labeling.read_documents(REPO / "data" / "raw" / f"{document}.txt")
-        pool = labeling.candidate_pool(labeling.sentence_rows(article), labelled)
+        article = suggest.read_documents(REPO / "data" / "raw" / f"{document}.txt")
+        pool = suggest.candidate_pool(suggest.sentence_rows(article), labelled)
         texts = [row["text"] for row in pool.rows]
         probabilities = classifier.predict_proba(texts)
         predicted = [classifier.labels[index] for index in probabilities.argmax(axis=1)]
@@ -135,7 +135,7 @@ def errors_in_top(
     seed: int = 0,
 ) -> int:
     """How many of the model's errors are among the ``args.number`` picks of ``strategy``."""
-    from negstance.train.labeling import rank_for_labelling
+    from negstance.train.suggest import rank_for_labelling
 
     picks = rank_for_labelling(
         probabilities,

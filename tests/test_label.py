@@ -188,7 +188,7 @@ def test_suggest_drops_labelled_sentences_and_writes_n_rows_with_context_and_no_
 
 
 def test_suggest_drops_repeats_within_the_input(tmp_path: Path) -> None:
-    from negstance.train.labeling import candidate_pool, read_documents, sentence_rows
+    from negstance.train.suggest import candidate_pool, read_documents, sentence_rows
 
     pool = candidate_pool(sentence_rows(read_documents(RAW)))
     # Article 003 repeats its headline (003-01, 003-02): the second is not suggested.
@@ -207,7 +207,7 @@ def test_suggest_drops_repeats_within_the_input(tmp_path: Path) -> None:
 def test_near_duplicate_threshold_separates_edits_from_distinct_seed_sentences(
     seed_sentences: list[dict],
 ) -> None:
-    from negstance.train.labeling import find_duplicates, find_repeats, normalise_text
+    from negstance.train.suggest import find_duplicates, find_repeats, normalise_text
 
     texts = [row["text"] for row in seed_sentences]
     # Only the exact repeat of 003-01 is a repeat among the 153 distinct sentences.
@@ -247,7 +247,7 @@ def test_strategies_rank_differently_and_runs_are_deterministic(
 def test_uncertainty_measures_and_diverse_selection_on_known_numbers() -> None:
     import numpy as np
 
-    from negstance.train.labeling import rank_for_labelling, select_diverse, uncertainty_scores
+    from negstance.train.suggest import rank_for_labelling, select_diverse, uncertainty_scores
 
     probabilities = np.array([[0.34, 0.33, 0.33], [0.6, 0.3, 0.1], [1.0, 0.0, 0.0]])
     np.testing.assert_allclose(uncertainty_scores(probabilities, "margin"), [0.99, 0.7, 0.0])
@@ -301,7 +301,7 @@ def test_bench_suggest_counts_errors_per_held_out_article(tiny_backbone_dir, cap
 @pytest.fixture()
 def sentences_file(tmp_path: Path) -> Path:
     """Six sentences of article 004 in suggest's format."""
-    from negstance.train.labeling import read_documents, sentence_rows
+    from negstance.train.suggest import read_documents, sentence_rows
 
     rows = sentence_rows(read_documents(RAW / f"{HELD_OUT}.txt"))[3:9]
     return write_jsonl(tmp_path / "suggested.jsonl", [{**row, "rank": 1} for row in rows])

@@ -27,7 +27,7 @@ from negstance.model.options import (
     script_main,
 )
 from negstance.train.config import TrainConfig, load_config
-from negstance.train.labeling import STRATEGIES, UNCERTAINTY_MEASURES
+from negstance.train.suggest import STRATEGIES, UNCERTAINTY_MEASURES
 
 DEFAULT_REPORT_DIR = "reports/evaluation"
 # A smoke test must never overwrite the real report that model cards quote.
@@ -286,22 +286,22 @@ def label_main(argv: Sequence[str] | None = None) -> int:
 def _suggest_command(args: Any) -> int:
     from negstance.model.checkpoint import check_checkpoint_dir
     from negstance.model.classifier import StanceClassifier
-    from negstance.train import labeling
+    from negstance.train import labeling, suggest
 
     output = labeling.check_jsonl_output(
         args.output, args.overwrite, inputs=[args.input, *args.labelled]
     )
     check_checkpoint_dir(args.model)  # before reading: a wrong --model is said at once
-    documents = labeling.read_documents(args.input, args.text_column, args.encoding)
-    labelled = [text for path in args.labelled for text in labeling.read_texts(path)]
-    pool = labeling.candidate_pool(labeling.sentence_rows(documents), labelled)
+    documents = suggest.read_documents(args.input, args.text_column, args.encoding)
+    labelled = [text for path in args.labelled for text in suggest.read_texts(path)]
+    pool = suggest.candidate_pool(suggest.sentence_rows(documents), labelled)
     if not pool.rows:
         raise NegstanceError(
             f"no sentences left to suggest: all {pool.sentences} sentences of {args.input} are "
             "already labelled or repeat one another"
         )
     classifier = StanceClassifier.from_pretrained(args.model, device=args.device)
-    rows = labeling.suggest(
+    rows = suggest.suggest(
         classifier,
         pool,
         args.number,
@@ -369,14 +369,14 @@ def _agree_command(args: Any) -> int:
 
 
 def _merge_command(args: Any) -> int:
-    from negstance.train import labeling
+    from negstance.train import labeling, suggest
 
     extra = [path for path in (args.adjudicated, args.sentences, args.dev) if path]
     output = labeling.check_jsonl_output(args.output, args.overwrite, [*args.files, *extra])
     files = [labeling.read_annotations(path) for path in args.files]
     adjudicated = labeling.read_annotations(args.adjudicated) if args.adjudicated else None
     sentences = labeling.read_sentences(args.sentences) if args.sentences else None
-    dev_texts = labeling.read_texts(args.dev) if args.dev else ()
+    dev_texts = suggest.read_texts(args.dev) if args.dev else ()
     merged = labeling.merge_annotations(
         files, adjudicated, sentences, dev_texts, dev_name=str(args.dev)
     )

@@ -269,7 +269,7 @@ def cross_validate(
         )
     dev = load_seed_dataset(dev_path) if dev_path else None
     if dev is not None:
-        from negstance.train.labeling import find_duplicates
+        from negstance.train.suggest import find_duplicates
 
         # A dev sentence merged into the training data would inflate every dev score.
         leaked = [
