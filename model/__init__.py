@@ -29,6 +29,7 @@ def lazy_exports(package: str, **homes: tuple[str, ...]) -> tuple[Callable[[str]
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(f"{package}.{module_of[name]}"), name)
 
+    __getattr__.module_of = module_of  # type: ignore[attr-defined]  (read by the tests)
     return __getattr__, sorted(module_of)
 
 

@@ -81,6 +81,9 @@ class OptionParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line and exit 2, like every other user error."""
 
     def error(self, message: str) -> typing.NoReturn:
+        option, _, problem = message.removeprefix("argument ").partition(": ")
+        if problem == "expected one argument":
+            raise NegstanceError(f"{option} needs a value: {option}=VALUE")
         raise NegstanceError(f"{message} (see --help)")
 
 
@@ -106,11 +109,12 @@ def _shown(value: Any) -> str:
     return repr(value) if value == "" else str(value)
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One argument per field of ``cls``, with its help and default (an earlier class's wins)."""
+def add_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
+    """One argument per field of ``cls`` but ``skip``, with its help and default (an earlier
+    class's field of the same name wins)."""
     types_by_name = field_types(cls)
     for item in dataclasses.fields(cls):
-        if f"--{item.name}" in parser._option_string_actions:
+        if item.name in skip or f"--{item.name}" in parser._option_string_actions:
             continue
         meta = item.metadata
         help_text = meta.get("help", "")
@@ -140,7 +144,11 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def build_parser(
-    classes: Sequence[type], prog: str | None, description: str, config_file: bool = False
+    classes: Sequence[type],
+    prog: str | None,
+    description: str,
+    config_file: str = "",
+    skip: Sequence[str] = (),
 ) -> OptionParser:
     # By default the name it was run as: predict.py, or the console command negstance-predict.
     prog = prog or Path(sys.argv[0]).name
@@ -153,11 +161,9 @@ def build_parser(
         allow_abbrev=False,  # else --seed would silently mean --seeds
     )
     if config_file:
-        parser.add_argument(
-            "--config", metavar="FILE.yaml", help="a YAML file of these keys; --key=value wins"
-        )
+        parser.add_argument("--config", metavar="FILE.yaml", help=config_file)
     for cls in classes:
-        add_options(parser, cls)
+        add_options(parser, cls, skip)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
@@ -167,9 +173,14 @@ def parse_command_line(
     argv: Sequence[str],
     prog: str | None = None,
     description: str = "",
-    config_file: bool = False,
+    config_file: str = "",
+    skip: Sequence[str] = (),
 ) -> tuple[dict[str, Any], str | None]:
-    """The options given on the command line (raw strings; bools True) and the ``--config`` path."""
+    """The options given on the command line (raw strings; bools True) and the ``--config`` path.
+
+    ``config_file``: the help of a ``--config FILE.yaml`` option ("" for none); ``skip``:
+    fields of ``classes`` that this command does not take.
+    """
     flags = {name for cls in classes for name, kind in field_types(cls).items() if kind is bool}
     rest, explicit = [], {}
     for argument in argv:
@@ -178,7 +189,7 @@ def parse_command_line(
             explicit[name] = value  # --flag=false: converted like any other value
         else:
             rest.append(argument)
-    parser = build_parser(classes, prog, description, config_file)
+    parser = build_parser(classes, prog, description, config_file, skip)
     namespace, unknown = parser.parse_known_args(rest)
     if unknown:
         raise unknown_option_error(unknown[0], parser)
@@ -189,7 +200,7 @@ def parse_command_line(
 
 def unknown_option_error(argument: str, parser: argparse.ArgumentParser) -> NegstanceError:
     if not argument.startswith("-"):
-        return NegstanceError(f"unexpected argument {argument!r} (options are --key=value)")
+        return NegstanceError(f"expected --key=value, got {argument!r}")
     name = argument.split("=", 1)[0]
     known = [
         name
@@ -239,53 +250,58 @@ def unknown_key_error(name: str, cls: type, source: str) -> NegstanceError:
 
 def convert(name: str, value: Any, expected: Any, source: str) -> Any:
     """``value`` as the field's type; command-line strings are read as YAML scalars first."""
+    alternatives = _alternatives(expected)
     strings = isinstance(value, list) and all(isinstance(item, str) for item in value)
-    if source == "command line" and expected in LISTS and strings:
+    if source == "command line" and strings and list[str] in alternatives:
         value = ",".join(value)  # --labelled a.jsonl b.jsonl, or --labelled a.jsonl,b.jsonl
-    if source == "command line" and isinstance(value, str):
-        if expected in (str, *LISTS):
-            # Paths, names and document ids stay verbatim: YAML reads "2025" or
-            # "001" as numbers and "on" as a boolean.
-            if expected is not str and "," in value:
-                return [item for item in value.split(",") if item]
-            return [value] if expected == list[str] else value
+    textual = str in alternatives or list[str] in alternatives
+    if source == "command line" and isinstance(value, str) and not textual:
+        # Paths, names and document ids stay verbatim: YAML would read "2025" or "001"
+        # as numbers and "on" as a boolean.
         with contextlib.suppress(yaml.YAMLError):
             value = yaml.safe_load(value) if value else ""
     return _check_type(name, value, expected, source)
 
 
+def _alternatives(expected: Any) -> tuple[Any, ...]:
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        return typing.get_args(expected)
+    return (expected,)
+
+
+def _type_name(expected: Any) -> str:
+    names = [
+        getattr(kind, "__name__", str(kind)) if typing.get_origin(kind) is None else str(kind)
+        for kind in _alternatives(expected)
+        if kind is not type(None)
+    ]
+    return " | ".join(names)
+
+
 def _check_type(name: str, value: Any, expected: Any, source: str) -> Any:
-    origin = typing.get_origin(expected)
-    if expected is bool and isinstance(value, bool):
-        return value
-    if expected is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if expected is float and not isinstance(value, bool):
-        if isinstance(value, (int, float)):
+    alternatives = _alternatives(expected)
+    if isinstance(value, str) and list[str] in alternatives and ("," in value or not value):
+        value = [item for item in value.split(",") if item]  # a,b.jsonl; "" is no item
+    for kind in alternatives:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "5e-5" (no dot) as a string
-            try:
+        if kind is float and isinstance(value, str):  # YAML 1.1 reads "5e-5" as a string
+            with contextlib.suppress(ValueError):
                 return float(value)
-            except ValueError:
-                pass
-    if expected is str and isinstance(value, str):
-        return value
-    if expected is type(None) and value is None:
-        return None
-    if origin is list:
-        if isinstance(value, str):
-            value = [item for item in value.split(",") if item]
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        if kind is str and isinstance(value, str):
+            return value
+        if kind is type(None) and value is None:
+            return None
+        if kind == list[str] and isinstance(value, str):
+            return [value]
+        if kind == list[str] and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
-    if origin in (typing.Union, types.UnionType):
-        for alternative in typing.get_args(expected):
-            try:
-                return _check_type(name, value, alternative, source)
-            except NegstanceError:
-                continue
-    type_name = getattr(expected, "__name__", str(expected))
     raise NegstanceError(
-        f"{source}: {name} must be {type_name}, got {type(value).__name__} {value!r}"
+        f"{source}: {name} must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
     )
 
 

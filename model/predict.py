@@ -43,6 +43,7 @@ class PredictionSummary:
     truncated: int = 0
     resumed_from: int = 0
     documents: int = 0
+    documents_mode: bool = False
     seconds: float = 0.0
     label_counts: Counter[str] = field(default_factory=Counter)
     output: Path | None = None
@@ -52,10 +53,10 @@ class PredictionSummary:
         # A resumed run can find every row already written: no counts, no "()".
         classified = f"{self.classified} classified" + (f" ({counts})" if counts else "")
         # In documents mode an input row is a document, written as its sentences + a summary.
-        unit = "document" if self.documents else "row"
+        unit = "document" if self.documents_mode else "row"
         parts = [f"{self.rows} {unit}{'s' * (self.rows != 1)}", classified]
         if self.empty:
-            parts.append(f"{self.empty} empty rows left unlabelled")
+            parts.append(f"{self.empty} empty {unit}{'s' * (self.empty != 1)} left unlabelled")
         if self.truncated:
             parts.append(f"{self.truncated} texts truncated to the model's maximum length")
         if self.resumed_from:
@@ -245,7 +246,7 @@ def predict_file(
     accelerator = accelerator or _SingleProcess()
     labels = classifier.labels
     reserved = {text_field, *output_columns(labels, documents)}
-    summary = PredictionSummary()
+    summary = PredictionSummary(documents_mode=documents)
     # Input problems are found before any output exists (read_records checks eagerly).
     records = read_records(input_path, text_field=text_field, encoding=encoding)
     command = _command_identity(classifier, input_path, text_field, encoding, documents)

@@ -13,6 +13,7 @@ label in ``data/seed_sentences.jsonl`` (matched by text). ``random`` is averaged
 # No `from __future__ import annotations`: the options dataclass needs real types, since
 # tests load this file without registering it in sys.modules (dataclasses look it up).
 
+import dataclasses
 import json
 import sys
 import time
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from negstance.model.options import field_types, option, parse_command_line, resolve, script_main
-from negstance.train.config import TrainConfig, load_config
+from negstance.model.options import option, script_main
+from negstance.train.config import parse_options_and_config
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,20 +47,14 @@ class BenchSuggestOptions:
 
 @script_main
 def main(argv: Sequence[str] | None = None) -> int:
-    given, config_path = parse_command_line(
-        [BenchSuggestOptions, TrainConfig],
+    # Mistakes in the options or the config are reported here, before torch loads.
+    args, config = parse_options_and_config(
+        BenchSuggestOptions,
         list(argv or []),
         prog="bench_suggest.py",
         description=__doc__.splitlines()[0] + " --config defaults to configs/minilm.yaml.",
-        config_file=True,
+        default_config=DEFAULT_CONFIG,
     )
-    own = field_types(BenchSuggestOptions)
-    args = resolve(
-        BenchSuggestOptions, [({k: v for k, v in given.items() if k in own}, "command line")]
-    )
-    overrides = {k: v for k, v in given.items() if k not in own}
-    config_path = config_path or DEFAULT_CONFIG
-    load_config(config_path, overrides)  # mistakes are reported before torch loads
 
     import numpy as np
 
@@ -79,13 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
     totals = np.zeros(5)
     for document in documents:
-        config = load_config(
-            config_path,
-            overrides
-            | {"validation_docs": [document], "no_progress": True, "save_state_every_epoch": False},
+        run = dataclasses.replace(
+            config, validation_docs=[document], no_progress=True, save_state_every_epoch=False
         )
         started = time.perf_counter()
-        result = train(config, save=False)
+        result = train(run, save=False)
         seconds = time.perf_counter() - started
         classifier = StanceClassifier(result.model, result.tokenizer, device="cpu")
         labelled = [row["text"] for row in seed_rows if row["doc"] != document]

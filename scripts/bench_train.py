@@ -10,6 +10,7 @@ imports before it are not). Extra ``--key=value`` arguments override the config.
 # No `from __future__ import annotations`: the options dataclass needs real types, since
 # tests load this file without registering it in sys.modules (dataclasses look it up).
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from negstance.model.options import field_types, option, parse_command_line, resolve, script_main
-from negstance.train.config import TrainConfig, load_config
+from negstance.model.options import option, script_main
+from negstance.train.config import parse_options_and_config
 
 BUDGET_SECONDS = 180.0
 REPO = Path(__file__).resolve().parents[1]
@@ -33,20 +34,14 @@ class BenchTrainOptions:
 
 @script_main
 def main(argv: Sequence[str] | None = None) -> int:
-    given, config_path = parse_command_line(
-        [BenchTrainOptions, TrainConfig],
+    # Mistakes in the options or the config are reported here, before torch loads.
+    args, config = parse_options_and_config(
+        BenchTrainOptions,
         list(argv or []),
         prog="bench_train.py",
         description=__doc__.split("\n\n")[0] + " --config defaults to configs/default.yaml.",
-        config_file=True,
+        default_config=DEFAULT_CONFIG,
     )
-    own = field_types(BenchTrainOptions)
-    args = resolve(
-        BenchTrainOptions, [({k: v for k, v in given.items() if k in own}, "command line")]
-    )
-    overrides = {k: v for k, v in given.items() if k not in own}
-    config_path = config_path or DEFAULT_CONFIG
-    load_config(config_path, overrides)  # mistakes are reported before torch loads
 
     import torch
 
@@ -61,12 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings = []
     for repeat in range(1, args.repeats + 1):
         with tempfile.TemporaryDirectory(prefix="bench_train_") as scratch:
-            config = load_config(
-                config_path,
-                overrides | {"output_dir": str(Path(scratch) / "run"), "no_progress": True},
+            run = dataclasses.replace(
+                config, output_dir=str(Path(scratch) / "run"), no_progress=True
             )
             started = time.perf_counter()
-            result = train(config)
+            result = train(run)
             seconds = time.perf_counter() - started
         sentences = result.metrics["train_sentences"] * config.num_train_epochs
         timings.append(seconds)

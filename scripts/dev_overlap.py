@@ -19,7 +19,9 @@ from negstance.model.options import option, parse_options, script_main
 @dataclass
 class OverlapOptions:
     dev: str = option("data/dev/dev.jsonl", help="the dev sentences (.jsonl)")
-    seed: str = option("data/seed_sentences.jsonl", help="the seed (training) sentences (.jsonl)")
+    seed_data: str = option(
+        "data/seed_sentences.jsonl", help="the seed (training) sentences (.jsonl)"
+    )
     backbone: str = option(
         "sentence-transformers/all-mpnet-base-v2",
         help="sentence encoder whose frozen vectors give the cosine",
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from negstance.train.data import read_labelled_records
 
     dev = [row["text"] for row in read_labelled_records(args.dev)]
-    seed = [row["text"] for row in read_labelled_records(args.seed)]
+    seed = [row["text"] for row in read_labelled_records(args.seed_data)]
     vectors = frozen_embeddings(dev + seed, args.backbone)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     cosine = vectors[: len(dev)] @ vectors[len(dev) :].T

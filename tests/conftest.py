@@ -23,7 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # The bench scripts' helper module (scripts/benchmarking.py) is not part of the package.
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.append(str(REPO / "scripts"))
 SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
 
 

@@ -123,12 +123,9 @@ def test_impossible_values_are_rejected(override: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("argument", "message"),
     [
-        (
-            "learning_rate=1e-4",
-            "unexpected argument 'learning_rate=1e-4' (options are --key=value)",
-        ),
+        ("learning_rate=1e-4", "expected --key=value, got 'learning_rate=1e-4'"),
         ("--lerning_rate=1e-4", "unknown option --lerning_rate (did you mean --learning_rate?)"),
-        ("--learning_rate", "argument --learning_rate: expected one argument"),
+        ("--learning_rate", "--learning_rate needs a value: --learning_rate=VALUE"),
     ],
 )
 def test_command_line_mistakes_are_named(argument: str, message: str) -> None:

@@ -479,9 +479,9 @@ CONFIG_CASES = {
     "flag without value": (
         "",
         ["--learning_rate"],
-        "argument --learning_rate: expected one argument (see --help)",
+        "--learning_rate needs a value: --learning_rate=VALUE",
     ),
-    "stray argument": ("", ["epochs"], "unexpected argument 'epochs' (options are --key=value)"),
+    "stray argument": ("", ["epochs"], "expected --key=value, got 'epochs'"),
     "mistyped flag": (
         "",
         ["--overwrit"],

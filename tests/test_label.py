@@ -393,9 +393,15 @@ def test_annotate_killed_then_interrupted_then_resumed_loses_and_repeats_nothing
     process.wait()
     assert [row["id"] for row in read_jsonl(output)] == items[:2]
 
-    # Ctrl-C (SIGINT) while waiting for the fifth: exit 130, the answers kept.
+    # Ctrl-C (SIGINT) while waiting for the fifth: exit 130, the answers kept. A shell
+    # that starts jobs in the background passes SIGINT on ignored: undo that for the child.
     process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     process.stdin.write("n\ns\n")
     process.stdin.flush()

@@ -216,7 +216,8 @@ def test_documents_mode_on_a_small_article(classifier, tmp_path):
     assert empty["id"] == "a2" and empty["sentences"] == 0 and empty["label"] is None
     assert all(empty[f"share_{label}"] is None for label in classifier.labels)
     assert (summary.documents, summary.classified, summary.empty) == (2, 5, 1)
-    assert "1 empty rows left unlabelled" in summary.describe()
+    assert summary.describe().startswith("2 documents; 5 classified")
+    assert "1 empty document left unlabelled" in summary.describe()
 
 
 def test_document_stance_is_the_majority_side():

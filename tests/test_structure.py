@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,7 @@ MODULES = sorted(
     for path in (REPO / folder).glob("*.py")
     if path.stem != "__init__"
 )
-SCRIPTS = [
-    "train",
-    "predict",
-    "evaluate",
-    "label",
-    *(p.stem for p in REPO.glob("scripts/bench_*.py")),
-]
+SCRIPTS = sorted(path.stem for path in REPO.glob("scripts/*.py") if path.stem != "benchmarking")
 
 
 def imported_modules(module: str) -> set[str]:
@@ -40,6 +35,10 @@ def imported_modules(module: str) -> set[str]:
         else:
             continue
         found |= {name for name in names if name in MODULES}
+        # `from negstance.train import train`: a lazily exported name, resolved to its module.
+        if isinstance(node, ast.ImportFrom) and node.module in PACKAGES.values():
+            exports = importlib.import_module(node.module).__getattr__.module_of
+            found |= {f"{node.module}.{exports[a.name]}" for a in node.names if a.name in exports}
     return found - {module}
 
 
@@ -85,3 +84,18 @@ def test_help_lists_options_with_defaults_before_torch_loads(script: str) -> Non
     assert "torch imported: False" in result.stdout, result.stdout[-500:]
     assert "--debug" in result.stdout
     assert "(default: " in result.stdout
+
+
+def test_the_network_module_registers_the_architecture_with_transformers() -> None:
+    code = (
+        "import sys\n"
+        "import negstance.model\n"
+        "assert 'torch' not in sys.modules, 'import negstance.model loaded torch'\n"
+        "import negstance.model.network\n"
+        "from transformers import AutoConfig\n"
+        "print(type(AutoConfig.for_model('negstance')).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.strip() == "NegstanceConfig"

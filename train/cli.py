@@ -20,15 +20,21 @@ from typing import Any
 from negstance.model.cli import CheckpointOnFileOptions
 from negstance.model.errors import NegstanceError
 from negstance.model.options import (
-    field_types,
     option,
     parse_command_line,
     resolve,
     script_main,
 )
-from negstance.train.config import TrainConfig, load_config
+from negstance.train.config import (
+    CONFIG_HELP,
+    TrainConfig,
+    load_config,
+    parse_options_and_config,
+)
 from negstance.train.suggest import STRATEGIES, UNCERTAINTY_MEASURES
 
+# Training keys that mean nothing in an evaluation: no model is saved, every run starts fresh.
+NOT_FOR_EVALUATION = ("overwrite", "resume_from", "save_state_every_epoch", "evaluation_report")
 DEFAULT_REPORT_DIR = "reports/evaluation"
 # A smoke test must never overwrite the real report that model cards quote.
 QUICK_REPORT_DIR = "runs/evaluation-quick"
@@ -42,7 +48,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         list(argv or []),
         description="Fine-tune the stance classifier. Every key can also be set in the YAML "
         "file of --config; the command line wins.",
-        config_file=True,
+        config_file=CONFIG_HELP,
     )
     config = load_config(config_path, given)
     from negstance.train.training import train
@@ -113,20 +119,15 @@ class EvaluateOptions:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """``evaluate.py --config FILE [--seeds N] [--output_dir DIR] [--quick] [--key=value ...]``."""
     arguments = list(argv or [])
-    given, config_path = parse_command_line(
-        [EvaluateOptions, TrainConfig],
+    args, config = parse_options_and_config(
+        EvaluateOptions,
         arguments,
         description="Score the stance classifier and its baselines on the external dev set "
         "(trained on the whole seed set) and in leave-one-article-out cross-validation. The "
         "training keys set the model's config, as in train.py.",
-        config_file=True,
+        skip=NOT_FOR_EVALUATION,
+        presets=lambda options: {"num_train_epochs": "1"} if options.quick else {},
     )
-    own = field_types(EvaluateOptions)
-    args = resolve(
-        EvaluateOptions, [({k: v for k, v in given.items() if k in own}, "command line")]
-    )
-    overrides = {k: v for k, v in given.items() if k not in own}
-    config = load_config(config_path, ({"num_train_epochs": "1"} if args.quick else {}) | overrides)
     output_dir = args.output_dir or (QUICK_REPORT_DIR if args.quick else DEFAULT_REPORT_DIR)
     from negstance.model.io import check_writable_directory
 

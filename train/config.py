@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from negstance.model.backbones import DEFAULT_BACKBONE
 from negstance.model.errors import NegstanceError
-from negstance.model.options import check_values, option, parse_command_line, read_yaml, resolve
+from negstance.model.options import (
+    check_values,
+    field_types,
+    option,
+    parse_command_line,
+    read_yaml,
+    resolve,
+)
+
+T = TypeVar("T")
+CONFIG_HELP = "a YAML file of training keys (configs/*.yaml); --key=value wins"
 
 
 @dataclass
@@ -58,9 +68,7 @@ class TrainConfig:
     # Optimisation
     num_train_epochs: int = option(10, help="passes over the training sentences")
     per_device_train_batch_size: int = option(16, help="sentences per step and process")
-    per_device_eval_batch_size: int = option(
-        64, help="sentences per validation/probe batch", run_only=True
-    )
+    per_device_eval_batch_size: int = option(64, help="sentences per validation/probe batch")
     gradient_accumulation_steps: int = option(1, help="steps per optimiser update")
     learning_rate: float = option(5e-5, help="peak AdamW learning rate (warm-up, linear decay)")
     weight_decay: float = option(0.01, help="AdamW weight decay (not on biases and LayerNorm)")
@@ -179,5 +187,38 @@ def load_config(
     """
     if not isinstance(overrides, Mapping):
         overrides, _ = parse_command_line([TrainConfig], overrides, prog="train.py")
-    layers = [(read_yaml(config_path), str(config_path))] if config_path is not None else []
+    layers = []
+    if config_path is not None:
+        values = read_yaml(config_path)
+        if "show_progress" in values:  # the key's name before #15, in saved config.yaml files
+            values.setdefault("no_progress", not values.pop("show_progress"))
+        layers.append((values, str(config_path)))
     return resolve(TrainConfig, [*layers, (overrides, "command line")])
+
+
+def parse_options_and_config(
+    cls: type[T],
+    argv: Sequence[str],
+    prog: str | None = None,
+    description: str = "",
+    default_config: str | os.PathLike[str] | None = None,
+    skip: Sequence[str] = (),
+    presets: Callable[[T], Mapping[str, Any]] = lambda options: {},
+) -> tuple[T, TrainConfig]:
+    """A script's own options (``cls``) and a training config, from one command line.
+
+    The command line takes ``cls``'s options, ``--config FILE.yaml`` (else
+    ``default_config``) and every ``TrainConfig`` key but ``skip``; ``presets(options)``
+    sets training keys above the YAML and below the command line.
+
+    Example:
+        >>> options, config = parse_options_and_config(Bench, ["--repeats=2"])  # doctest: +SKIP
+    """
+    given, config_path = parse_command_line(
+        [cls, TrainConfig], argv, prog, description, config_file=CONFIG_HELP, skip=skip
+    )
+    own = field_types(cls)
+    options = resolve(cls, [({k: v for k, v in given.items() if k in own}, "command line")])
+    overrides = {k: v for k, v in given.items() if k not in own}
+    config = load_config(config_path or default_config, {**presets(options), **overrides})
+    return options, config

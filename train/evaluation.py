@@ -42,10 +42,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import torch
+import transformers
 from sklearn.metrics import f1_score
 from sklearn.model_selection import LeaveOneGroupOut
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
+from negstance.model.backbones import MINILM, resolve_model_path
+from negstance.model.classifier import StanceClassifier, resolve_device
 from negstance.model.errors import NegstanceError
 from negstance.model.labels import LABELS
 from negstance.train import training
@@ -60,6 +67,7 @@ from negstance.train.baselines import (
     setfit_available,
 )
 from negstance.train.config import TrainConfig, config_diff
+from negstance.train.data import load_seed_dataset
 from negstance.train.metrics import LABEL_IDS, classification_metrics
 from negstance.train.report import (
     ENSEMBLE,
@@ -68,6 +76,7 @@ from negstance.train.report import (
     PER_RUN_KEYS,
     strongest_baseline,
 )
+from negstance.train.suggest import find_duplicates
 
 
 @dataclass(frozen=True)
@@ -246,12 +255,7 @@ def cross_validate(
     ``setfit_iterations`` is its ``num_iterations`` (None: SetFit's default pair
     sampling, see :func:`~negstance.train.baselines.fit_predict_setfit`).
     """
-    import torch
-    import transformers
-
-    from negstance.model.classifier import resolve_device
-    from negstance.train.data import load_seed_dataset
-
+    config.validate()  # a field may have been set since the config was made
     if getattr(config, "resume_from", ""):
         raise NegstanceError(
             "resume_from cannot be used in cross-validation: every run starts fresh"
@@ -269,8 +273,6 @@ def cross_validate(
         )
     dev = load_seed_dataset(dev_path) if dev_path else None
     if dev is not None:
-        from negstance.train.suggest import find_duplicates
-
         # A dev sentence merged into the training data would inflate every dev score.
         leaked = [
             dev["id"][index]
@@ -326,8 +328,6 @@ def cross_validate(
                 )
         report |= run_protocol(config, dataset, folds, "cross-validation", **options)
     if dev is not None:
-        import datasets
-
         combined = datasets.concatenate_datasets([dataset, dev])
         fold = Fold("dev", list(range(len(dataset))), list(range(len(dataset), len(combined))))
         report["dev"] = run_protocol(config, combined, [fold], "dev set", **options)
@@ -360,13 +360,6 @@ def run_protocol(
     skipped_setfit: str | None,
 ) -> dict[str, Any]:
     """Every system on every fold and seed of one protocol; its part of the report."""
-    import datasets
-    import transformers
-    from tqdm.auto import tqdm
-
-    from negstance.model.backbones import MINILM, resolve_model_path
-    from negstance.model.classifier import StanceClassifier
-
     started = time.perf_counter()
     texts = list(dataset["text"])
     labels = np.asarray(dataset["label"])
@@ -612,9 +605,6 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    import torch
-    from threadpoolctl import threadpool_limits
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -38,6 +38,7 @@ from negstance.model.labels import LABELS
 from negstance.train.config import TrainConfig
 from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
 from negstance.train.metrics import classification_metrics
+from negstance.train.model_card import render_model_card
 from negstance.train.training_state import (
     check_output_dir,
     read_training_state,
@@ -213,6 +214,7 @@ def train(
         >>> result.output_dir  # doctest: +SKIP
         PosixPath('runs/default')
     """
+    config.validate()  # again: a field may have been set since the config was made
     if save:
         check_output_dir(config)  # before any work: an existing run is refused, not replaced
     saved_state = read_training_state(config.resume_from, config) if config.resume_from else None
@@ -412,8 +414,6 @@ def train(
     unwrapped.eval()
     result = TrainResult(unwrapped, tokenizer, metrics)
     if save and accelerator.is_main_process:
-        from negstance.train.model_card import render_model_card
-
         result.output_dir = save_checkpoint(
             unwrapped,
             tokenizer,
