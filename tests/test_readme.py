@@ -1,6 +1,10 @@
 """The README's first lines are the set-up commands; CI must run the same test command."""
 
+import dataclasses
+import re
 from pathlib import Path
+
+from negstance.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +48,10 @@ def test_readme_paths_exist():
     ):
         assert path in main_job
         assert (REPO / path).exists(), path
+
+
+def test_readme_config_table_lists_every_key_and_marks_the_run_only_ones():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)`( †)? \|", readme, flags=re.MULTILINE))
+    fields = {item.name: item.metadata["run_only"] for item in dataclasses.fields(TrainConfig)}
+    assert {name: bool(mark) for name, mark in rows.items() if name in fields} == fields
