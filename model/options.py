@@ -366,9 +366,7 @@ def script_main(
         except KeyboardInterrupt:
             if debug:
                 raise
-            print(
-                "interrupted: partial output kept; rerun with --resume to continue", file=sys.stderr
-            )
+            print("interrupted", file=sys.stderr)  # each main says what was kept, if anything
             return 130
 
     return wrapper

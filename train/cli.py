@@ -363,7 +363,7 @@ def _agree_command(args: Any) -> int:
         print("  (they carry no text: pass --sentences FILE to include it)")
     elif result.disagreements:
         print(
-            f"  adjudicate them: label.py annotate --input {output} "
+            f"  adjudicate them: {Path(sys.argv[0]).name} annotate --input {output} "
             "--output ADJUDICATED.jsonl --annotator NAME"
         )
     return 0
