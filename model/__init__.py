@@ -1,9 +1,9 @@
 """negstance.model: the stance classifier, its checkpoint format and batch inference.
 
 Names are imported on first use (PEP 562), so a script's ``--help`` answers before
-torch loads. Importing :mod:`negstance.model.network` (any of the model classes,
-``StanceClassifier`` or a checkpoint load does) registers ``model_type: negstance``
-with transformers' ``Auto*`` classes.
+torch loads. ``import negstance.model`` still makes transformers' ``Auto*`` classes
+know ``model_type: negstance`` (:mod:`negstance.model.network` registers it): at once
+if transformers is imported already, else right after it is.
 
 Example:
     >>> from negstance.model import StanceClassifier
@@ -15,7 +15,10 @@ Example:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -42,3 +45,37 @@ __getattr__, __all__ = lazy_exports(
     network=("NegstanceConfig", "NegstanceForSequenceClassification"),
     text=("split_sentences",),
 )
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Calls ``callback`` right after module ``name`` is first imported: a post-import hook."""
+
+    def __init__(self, name: str, callback: Callable[[], object]) -> None:
+        self.name, self.callback = name, callback
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once, and so that find_spec below finds the real module
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                execute(module)
+                self.callback()
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _register_with_transformers() -> object:
+    return importlib.import_module(f"{__name__}.network")
+
+
+# Registering imports torch, so it waits for transformers' own (lazy) package to load:
+# hooked to its end, not to a submodule, it never runs inside transformers' imports.
+if "transformers" in sys.modules:
+    _register_with_transformers()
+else:
+    sys.meta_path.insert(0, _AfterImport("transformers", _register_with_transformers))

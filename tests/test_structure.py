@@ -86,16 +86,19 @@ def test_help_lists_options_with_defaults_before_torch_loads(script: str) -> Non
     assert "(default: " in result.stdout
 
 
-def test_the_network_module_registers_the_architecture_with_transformers() -> None:
+def test_import_negstance_model_registers_the_architecture_with_transformers() -> None:
     code = (
         "import sys\n"
         "import negstance.model\n"
         "assert 'torch' not in sys.modules, 'import negstance.model loaded torch'\n"
-        "import negstance.model.network\n"
-        "from transformers import AutoConfig\n"
-        "print(type(AutoConfig.for_model('negstance')).__name__)\n"
+        "from transformers import AutoConfig, AutoModelForSequenceClassification\n"
+        "tiny = dict(model_type='bert', hidden_size=8, num_hidden_layers=1, "
+        "num_attention_heads=2, intermediate_size=8, vocab_size=50)\n"
+        "config = AutoConfig.for_model('negstance', encoder=tiny)\n"
+        "model = AutoModelForSequenceClassification.from_config(config)\n"
+        "print(type(config).__name__, type(model).__name__)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
-    assert result.stdout.strip() == "NegstanceConfig"
+    assert result.stdout.strip() == "NegstanceConfig NegstanceForSequenceClassification"

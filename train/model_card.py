@@ -379,11 +379,11 @@ classifier.predict("Putin said he is ready to meet Trump to discuss a ceasefire.
 classifier.predict_proba(["Talks are doomed.", "Oil prices fell."])  # (2, 3), favor/against/none
 ```
 
-Plain transformers, after `import negstance.model.network` (which registers the mean-pooling
+Plain transformers, after `import negstance.model` (which registers the mean-pooling
 head with the `Auto*` classes; no remote code is involved):
 
 ```python
-import negstance.model.network  # noqa: F401  registers model_type "negstance"
+import negstance.model  # noqa: F401  registers model_type "negstance"
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 model = AutoModelForSequenceClassification.from_pretrained("path/to/checkpoint")
