@@ -7,7 +7,6 @@ mistakes answer at once, not after the model has loaded.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +49,7 @@ class PredictOptions(CheckpointOnFileOptions):
     no_progress: bool = option(False, help="hide the progress bar")
 
 
-@script_main
+@script_main(interrupted="partial output kept; rerun with --resume to continue")
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """``predict.py --model DIR --input FILE --output FILE [options]``."""
     args = parse_options(
@@ -93,24 +92,20 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         args.model, device=device, precision=args.precision
     )
     batch_size = args.batch_size or (256 if classifier.device.type == "cuda" else 32)
-    try:
-        summary = predict_file(
-            classifier,
-            args.input,
-            args.output,
-            text_field=args.text_column,
-            encoding=args.encoding,
-            batch_size=batch_size,
-            chunk_size=args.chunk_size,
-            documents=args.documents,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            accelerator=accelerator,
-            show_progress=not args.no_progress,
-        )
-    except KeyboardInterrupt:
-        print("interrupted: partial output kept; rerun with --resume to continue", file=sys.stderr)
-        return 130
+    summary = predict_file(
+        classifier,
+        args.input,
+        args.output,
+        text_field=args.text_column,
+        encoding=args.encoding,
+        batch_size=batch_size,
+        chunk_size=args.chunk_size,
+        documents=args.documents,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        accelerator=accelerator,
+        show_progress=not args.no_progress,
+    )
     if accelerator is None or accelerator.is_main_process:
         where = f"{classifier.precision} on {classifier.device}"
         if accelerator is not None:

@@ -32,7 +32,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -344,13 +344,15 @@ def parse_options(
     return resolve(cls, [(given, "command line")])
 
 
-def script_main(
-    main: Callable[[Sequence[str] | None], int],
-) -> Callable[[Sequence[str] | None], int]:
-    """Run a script's ``main``: a ``NegstanceError`` is ``error: <message>`` on stderr, exit 2.
+def script_main(main: Any = None, *, interrupted: str = "") -> Any:
+    """Run a script's ``main``: a ``NegstanceError`` is ``error: <message>`` on stderr, exit 2;
+    Ctrl-C is ``interrupted`` (with the ``interrupted`` hint, if any), exit 130.
 
-    ``--debug`` anywhere in argv keeps the traceback, for bug reports.
+    ``--debug`` anywhere in argv keeps the traceback, for bug reports. Use as
+    ``@script_main`` or ``@script_main(interrupted="what was kept")``.
     """
+    if main is None:
+        return functools.partial(script_main, interrupted=interrupted)
 
     @functools.wraps(main)
     def wrapper(argv: Sequence[str] | None = None) -> int:
@@ -366,7 +368,7 @@ def script_main(
         except KeyboardInterrupt:
             if debug:
                 raise
-            print("interrupted", file=sys.stderr)  # each main says what was kept, if anything
+            print("interrupted" + (f": {interrupted}" if interrupted else ""), file=sys.stderr)
             return 130
 
     return wrapper

@@ -59,22 +59,6 @@ class BenchMemoryOptions:
 PASSED_TO_PREDICT = ("batch_size", "chunk_size", "device", "precision")
 
 
-def joined_lines(argv: Sequence[str]) -> list[str]:
-    """``--lines 10000 1000000`` (the older form) as ``--lines=10000,1000000``."""
-    arguments, index = [], 0
-    while index < len(argv):
-        arguments.append(argv[index])
-        index += 1
-        if arguments[-1] == "--lines":
-            values = []
-            while index < len(argv) and not argv[index].startswith("-"):
-                values.append(argv[index])
-                index += 1
-            if values:
-                arguments[-1] = "--lines=" + ",".join(values)
-    return arguments
-
-
 def line_counts(values: Sequence[str]) -> list[int]:
     """``--lines`` as positive integers, or a one-line error."""
     if not values or not all(value.isdigit() and int(value) > 0 for value in values):
@@ -155,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print predict.py's peak RSS for each ``--lines`` size; 0 on success."""
     args = parse_options(
         BenchMemoryOptions,
-        joined_lines(list(argv or [])),
+        argv,
         prog="bench_memory.py",
         description=__doc__.split("\n\n")[0],
     )

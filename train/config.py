@@ -55,7 +55,9 @@ class TrainConfig:
         choices=("mean", "cls"),
     )
     max_length: int = option(
-        128, help="tokens per sentence, longer ones are truncated (the seed set's longest: 49)"
+        128,
+        help="tokens per sentence, longer ones are truncated (the seed set's longest: 49)",
+        minimum=1,
     )
     exclude_ambiguous: bool = option(False, help="drop sentences marked ambiguous")
     validation_docs: list[str] = option([], help="documents held out for per-epoch validation")
@@ -66,10 +68,12 @@ class TrainConfig:
     )
 
     # Optimisation
-    num_train_epochs: int = option(10, help="passes over the training sentences")
-    per_device_train_batch_size: int = option(16, help="sentences per step and process")
-    per_device_eval_batch_size: int = option(64, help="sentences per validation/probe batch")
-    gradient_accumulation_steps: int = option(1, help="steps per optimiser update")
+    num_train_epochs: int = option(10, help="passes over the training sentences", minimum=1)
+    per_device_train_batch_size: int = option(16, help="sentences per step and process", minimum=1)
+    per_device_eval_batch_size: int = option(
+        64, help="sentences per validation/probe batch", minimum=1
+    )
+    gradient_accumulation_steps: int = option(1, help="steps per optimiser update", minimum=1)
     learning_rate: float = option(5e-5, help="peak AdamW learning rate (warm-up, linear decay)")
     weight_decay: float = option(0.01, help="AdamW weight decay (not on biases and LayerNorm)")
     warmup_ratio: float = option(0.1, help="share of updates spent warming up")
@@ -114,18 +118,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Reject values no run could use; returns ``self`` for chaining."""
-        positive = (
-            "num_train_epochs",
-            "per_device_train_batch_size",
-            "per_device_eval_batch_size",
-            "gradient_accumulation_steps",
-            "max_length",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise NegstanceError(
-                    f"config: {name} must be at least 1, got {getattr(self, name)}"
-                )
+        check_values(self, "config")  # minimum and choices, declared on the fields
         if not 0 <= self.seed < 2**32:  # numpy's seed range; set_seed crashes outside it
             raise NegstanceError(f"config: seed must be in [0, 2**32), got {self.seed}")
         if not 0 < self.learning_rate < float("inf"):
@@ -140,7 +133,6 @@ class TrainConfig:
                 raise NegstanceError(
                     f"config: {name} must be zero or positive, got {getattr(self, name)}"
                 )
-        check_values(self, "config")
         if self.head_init == "linear_probe" and self.head != "mean":
             # Said before any loading: the probe is fitted on the mean-pooled vectors.
             raise NegstanceError("config: head_init=linear_probe needs head=mean")
