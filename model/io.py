@@ -82,8 +82,7 @@ WIDE_BYTE_ORDER_MARKS = (
 def _refuse_wide_byte_order_mark(first_line: bytes, path: Path) -> None:
     """Name the encoding of a UTF-16/32 file read with a byte-by-byte encoding.
 
-    Such a file fails as UTF-8 at its first byte, and the usual advice, latin-1,
-    would decode it without complaint into text laced with NUL characters.
+    latin-1, the usual advice, would decode it silently into text laced with NULs.
     """
     for encoding, marks in WIDE_BYTE_ORDER_MARKS:
         if first_line.startswith(marks):
@@ -297,11 +296,8 @@ def _csv_records(lines: Iterable[tuple[int, str]], path: Path, text_field: str) 
 
 
 class _RowStart:
-    """The line a CSV row starts on: its first non-blank line after the previous row.
-
-    csv's own ``line_num`` is the row's *last* line, which for a quoted field
-    that is never closed is the end of the file.
-    """
+    """The line a CSV row starts on (csv's ``line_num`` is its last: for a quote
+    left open, the end of the file)."""
 
     def __init__(self) -> None:
         self.line_number = 0
@@ -401,13 +397,11 @@ def partial_path(path: str | os.PathLike[str]) -> Path:
 class OutputWriter:
     """Write rows to ``<output>.partial``; rename to ``<output>`` on ``commit()``.
 
-    After every ``checkpoint()`` a ``<output>.partial.progress`` file records how
-    many rows and bytes are safely on disk, and ``command``: what identifies the
-    run (its input file, options, model). ``resume=True`` refuses a partial file
-    written by a different ``command``, then truncates it to the recorded point and
-    reports the row count, so the caller skips exactly those input rows: no
-    duplicates, no gaps. Nothing is created on disk before the first row, so a run
-    that fails on bad input leaves nothing behind. ``.tsv`` output is tab-separated.
+    ``checkpoint()`` records in ``<output>.partial.progress`` the rows and bytes on
+    disk and ``command`` (what identifies the run). ``resume=True`` refuses another
+    command's partial file, else truncates it to that point and sets ``rows_done``
+    for the caller to skip. Nothing is created before the first row; ``.tsv`` is
+    tab-separated.
 
     Example:
         >>> writer = OutputWriter("stance.jsonl")  # doctest: +SKIP
@@ -420,7 +414,6 @@ class OutputWriter:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        columns: list[str] | None = None,
         overwrite: bool = False,
         resume: bool = False,
         input_path: str | os.PathLike[str] | None = None,
@@ -431,7 +424,7 @@ class OutputWriter:
         )
         self.format = file_format(self.path, OUTPUT_FORMATS)
         self.delimiter = csv_delimiter(self.path)
-        self.columns = columns
+        self.columns: list[str] | None = None
         self.command = command or {}
         self.partial = partial_path(self.path)
         self.progress = self.path.with_name(self.path.name + ".partial.progress")

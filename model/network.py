@@ -1,12 +1,8 @@
 """The network: a linear head on the mean-pooled vectors of any encoder, and its config.
 
-``NegstanceForSequenceClassification`` reads the attention-masked mean of the last
-hidden states of **any** ``AutoModel`` encoder (BERT, MPNet, RoBERTa, DeBERTa-v2,
-…), as sentence-transformers backbones were trained to be read. Like transformers'
-``EncoderDecoderModel``, the checkpoint's ``config.json`` (``model_type:
-negstance``) carries the encoder's own config; importing this module registers
-the class with the ``Auto*`` classes (no remote code involved). ``head: cls`` in
-the training config uses stock ``AutoModelForSequenceClassification`` instead.
+Mean pooling is how sentence-transformers backbones were trained to be read. The
+``config.json`` (``model_type: negstance``) carries the encoder's own config, and
+importing this module registers the class with the ``Auto*`` classes (no remote code).
 """
 
 from __future__ import annotations
@@ -26,18 +22,11 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 # Encoders whose position ids start after the padding index: two positions are unusable.
-OFFSET_POSITIONS = (
-    "camembert",
-    "data2vec-text",
-    "ibert",
-    "longformer",
-    "luke",
-    "mpnet",
-    "roberta",
-    "roberta-prelayernorm",
-    "xlm-roberta",
-    "xlm-roberta-xl",
-    "xmod",
+OFFSET_POSITIONS = frozenset(
+    (
+        "camembert data2vec-text ibert longformer luke mpnet roberta roberta-prelayernorm "
+        "xlm-roberta xlm-roberta-xl xmod"
+    ).split()
 )
 
 
@@ -76,16 +65,11 @@ class NegstanceConfig(PretrainedConfig):
     def hidden_size(self) -> int:
         return int(self.encoder_config().hidden_size)  # DistilBERT calls it `dim`
 
-    @property
-    def max_position_embeddings(self) -> int | None:
-        """Token positions the encoder can read (RoBERTa-style encoders reserve two)."""
-        return usable_positions(self.encoder_config())
-
 
 def usable_positions(config: PretrainedConfig) -> int | None:
     """How many tokens a model with ``config`` can read; None when it sets no limit."""
     if isinstance(config, NegstanceConfig):
-        return config.max_position_embeddings
+        config = config.encoder_config()
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and config.model_type in OFFSET_POSITIONS:
         return positions - 2

@@ -1,14 +1,8 @@
 """The options of every script, from dataclass fields: defaults < a YAML file < ``--key=value``.
 
-A script declares its options as a dataclass whose fields are made with
-:func:`option`: the field's type, default and one-line help are all there is
-to it. :func:`parse_options` builds the ``argparse`` parser from those fields
-(so ``--help`` lists every option with its default), reads ``--config FILE.yaml``
-where the script takes one, converts and checks every value, and returns the
-filled dataclass. Unknown keys get a "did you mean" hint, and every mistake is
-a one-line :class:`~negstance.model.errors.NegstanceError`.
-
-Nothing here imports torch: ``--help`` and usage errors answer at once.
+A script declares its options as dataclass fields made with :func:`option` (type,
+default, one-line help); every mistake is a one-line ``NegstanceError``. Nothing
+here imports torch, so ``--help`` and usage errors answer at once.
 
 Example:
     >>> from dataclasses import dataclass
@@ -41,8 +35,6 @@ import yaml
 from negstance.model.errors import NegstanceError
 
 T = TypeVar("T")
-EXIT_USER_ERROR = 2
-DEBUG_HELP = "show the full traceback of an error (for bug reports)"
 # Fields that take several values: `--key a b`, `--key a,b` or `--key a --key b`.
 LISTS = (list[str], str | list[str])
 
@@ -87,16 +79,6 @@ class OptionParser(argparse.ArgumentParser):
         raise NegstanceError(f"{message} (see --help)")
 
 
-class _Flag(argparse.Action):
-    """``--flag`` alone means true; ``--flag=false`` is taken out before argparse sees it."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(nargs=0, **kwargs)
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
-        setattr(namespace, self.dest, True)
-
-
 def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -132,8 +114,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] 
             parser.add_argument(item.name, nargs="+", metavar=item.name.upper(), help=help_text)
             continue
         names = [f"--{item.name}", *([meta["short"]] if meta.get("short") else [])]
-        if types_by_name[item.name] is bool:
-            parser.add_argument(*names, action=_Flag, dest=item.name, help=help_text)
+        if types_by_name[item.name] is bool:  # --flag=false is taken out before argparse
+            parser.add_argument(*names, action="store_true", dest=item.name, help=help_text)
             continue
         choices = meta.get("choices")
         metavar = "{" + ",".join(choices) + "}" if choices else item.name.upper()
@@ -141,31 +123,6 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] 
         parser.add_argument(
             *names, dest=item.name, required=required, metavar=metavar, help=help_text, **many
         )
-
-
-def build_parser(
-    classes: Sequence[type],
-    prog: str | None,
-    description: str,
-    config_file: str = "",
-    skip: Sequence[str] = (),
-) -> OptionParser:
-    # By default the name it was run as: predict.py, or the console command negstance-predict.
-    prog = prog or Path(sys.argv[0]).name
-    parser = OptionParser(
-        prog=prog,
-        # The generated usage would list every training key twice over.
-        usage=f"{prog} [--config FILE.yaml] [--key VALUE ...]" if config_file else None,
-        description=description,
-        argument_default=argparse.SUPPRESS,  # only what was given: YAML values are not reset
-        allow_abbrev=False,  # else --seed would silently mean --seeds
-    )
-    if config_file:
-        parser.add_argument("--config", metavar="FILE.yaml", help=config_file)
-    for cls in classes:
-        add_options(parser, cls, skip)
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    return parser
 
 
 def parse_command_line(
@@ -189,7 +146,22 @@ def parse_command_line(
             explicit[name] = value  # --flag=false: converted like any other value
         else:
             rest.append(argument)
-    parser = build_parser(classes, prog, description, config_file, skip)
+    # By default the name it was run as: predict.py, or the console command negstance-predict.
+    prog = prog or Path(sys.argv[0]).name
+    parser = OptionParser(
+        prog=prog,
+        # The generated usage would list every training key twice over.
+        usage=f"{prog} [--config FILE.yaml] [--key VALUE ...]" if config_file else None,
+        description=description,
+        argument_default=argparse.SUPPRESS,  # only what was given: YAML values are not reset
+        allow_abbrev=False,  # else --seed would silently mean --seeds
+    )
+    if config_file:
+        parser.add_argument("--config", metavar="FILE.yaml", help=config_file)
+    for cls in classes:
+        add_options(parser, cls, skip)
+    debug_help = "show the full traceback of an error (for bug reports)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     namespace, unknown = parser.parse_known_args(rest)
     if unknown:
         raise unknown_option_error(unknown[0], parser)
@@ -364,7 +336,7 @@ def script_main(main: Any = None, *, interrupted: str = "") -> Any:
             if debug:
                 raise
             print(f"error: {error}", file=sys.stderr)
-            return EXIT_USER_ERROR
+            return 2
         except KeyboardInterrupt:
             if debug:
                 raise

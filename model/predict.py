@@ -1,13 +1,8 @@
 """Batch inference over files: streaming, in input order, sharded over processes.
 
-The input is read in chunks of ``chunk_size`` records. Inside a chunk the
-classifier sorts by length (little padding); rows are written back in input
-order as each chunk finishes, so memory stays flat however large the file.
-
-Under ``accelerate launch`` every process reads the same chunk, classifies its
-own contiguous slice of it, and the slices are all-gathered as one tensor (no
-pickling between processes); the main process writes them in rank order, so the
-output is the same as a single-process run.
+The input is read and written back in chunks of ``chunk_size`` records, so memory
+stays flat however large the file. Under ``accelerate launch`` every process
+classifies its slice of each chunk and the main process writes them in rank order.
 """
 
 from __future__ import annotations
@@ -83,9 +78,8 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 def count_records(path: str | os.PathLike[str]) -> int:
     """Records in an input file, counted from its line breaks, for the progress bar's ETA.
 
-    Exact for ``.txt`` (every line is a record); for ``.csv`` the header is not
-    counted, and quoted multi-line fields or blank ``.jsonl`` lines make it an
-    upper bound. Reads bytes in blocks, so a multi-GB file costs seconds, not memory.
+    Exact for ``.txt``; an upper bound for ``.jsonl`` (blank lines) and ``.csv``
+    (multi-line fields).
 
     Example:
         >>> count_records("news.txt")  # doctest: +SKIP
@@ -118,9 +112,7 @@ def _classify_texts(
 ) -> tuple[np.ndarray, int]:
     """Probabilities for ``texts`` (the non-blank rows), split over the processes and gathered.
 
-    ``on_progress`` gets the fraction of ``texts`` done after every batch; under
-    several processes it is this process's fraction of its own shard, a close
-    estimate of the whole since the shards are equal and run in step.
+    ``on_progress`` gets the fraction done after every batch (of this process's shard).
     """
     processes = accelerator.num_processes
     start, end = _shard_bounds(len(texts), processes, accelerator.process_index)
@@ -189,20 +181,6 @@ def _carried_fields(fields: dict[str, Any], reserved: set[str]) -> dict[str, Any
     return {(f"input_{key}" if key in reserved else key): value for key, value in fields.items()}
 
 
-def _sentence_rows(
-    chunk: list[Record], documents: bool, first_row: int
-) -> list[tuple[int, Record, str, int | None]]:
-    """``(row_number, record, text, sentence_index)`` for each thing to classify."""
-    rows = []
-    for offset, record in enumerate(chunk):
-        if documents:
-            for sentence_index, sentence in enumerate(split_sentences(record.text)):
-                rows.append((first_row + offset, record, sentence, sentence_index))
-        else:
-            rows.append((first_row + offset, record, record.text, None))
-    return rows
-
-
 def predict_file(
     classifier: StanceClassifier,
     input_path: str | os.PathLike[str],
@@ -221,22 +199,15 @@ def predict_file(
     """Classify every record of ``input_path`` and write ``output_path`` in input order.
 
     Sentence mode (default): one output row per input row, with the input's
-    fields, the text, ``label``, ``score`` and ``prob_<label>`` columns; empty
-    rows get empty predictions. ``documents=True``: every record is a whole
-    article; it is split into sentences, and each sentence gets a row
-    (``kind: "sentence"``, ``doc_row``, ``sentence_index``), followed by a
-    per-document summary row (``kind: "document"``) with counts, shares and the
-    overall stance (no label for a blank document). An input field that has the
-    name of an output column (a gold ``label``, say) is kept as ``input_<name>``.
-    Either way ``summary.empty`` counts the blank input rows.
+    fields, the text, ``label``, ``score`` and ``prob_<label>``; blank rows get
+    empty predictions. ``documents=True``: every record is an article, written as
+    one row per sentence (``kind: "sentence"``, ``doc_row``, ``sentence_index``)
+    and a summary row (``kind: "document"``: counts, shares, overall stance). An
+    input field named like an output column is kept as ``input_<name>``.
 
-    ``resume=True`` continues the ``.partial`` output of an interrupted run of
-    the same command (input file unchanged, same options and model); a partial
-    output of any other command is refused.
-
-    Memory is bounded by ``chunk_size``, not by the file. ``accelerator`` is an
-    ``accelerate.PartialState`` when run under ``accelerate launch``: each
-    process classifies its share and the main process writes.
+    ``resume=True`` continues the ``.partial`` output of an interrupted run of the
+    same command. ``accelerator``: an ``accelerate.PartialState`` under
+    ``accelerate launch``.
 
     Example:
         >>> classifier = StanceClassifier.from_pretrained("runs/default")  # doctest: +SKIP
@@ -269,16 +240,11 @@ def predict_file(
     )
     started = time.perf_counter()
     try:
-        rows_done = 0
-        for chunk in _chunks(records, chunk_size):
-            if rows_done + len(chunk) <= skip:
-                rows_done += len(chunk)
-                continue
-            if rows_done < skip:
-                chunk = chunk[skip - rows_done :]
-                rows_done = skip
-            items = _sentence_rows(chunk, documents, rows_done)
-            wanted = [index for index, item in enumerate(items) if item[2].strip()]
+        rows_done = skip
+        for chunk in _chunks(itertools.islice(records, skip, None), chunk_size):
+            sentences = [split_sentences(r.text) if documents else [r.text] for r in chunk]
+            texts = [text for texts_of_record in sentences for text in texts_of_record]
+            wanted = [index for index, text in enumerate(texts) if text.strip()]
             # The bar moves per batch, not per chunk: a chunk can take minutes.
             advanced = 0
 
@@ -290,16 +256,15 @@ def predict_file(
 
             probabilities, truncated = _classify_texts(
                 classifier,
-                [items[index][2] for index in wanted],
+                [texts[index] for index in wanted],
                 batch_size,
                 accelerator,
                 on_progress=show_progress_within_chunk if visible else None,
             )
-            by_item = dict(zip(wanted, probabilities, strict=True))
+            by_text = dict(zip(wanted, probabilities, strict=True))
             summary.truncated += truncated
             summary.classified += len(wanted)
-            # Blank records, not blank items: in documents mode a blank document
-            # has no sentence items at all, but is still an unlabelled row.
+            # Blank records, not blank texts: a blank document has no sentences.
             summary.empty += sum(1 for record in chunk if not record.text.strip())
             if writer is not None:
                 if writer.format == "csv" and writer.columns is None:
@@ -310,11 +275,10 @@ def predict_file(
                     writer,
                     chunk,
                     rows_done,
-                    items,
-                    by_item,
+                    sentences,
+                    by_text,
                     labels,
                     text_field,
-                    documents,
                     reserved,
                     summary,
                 )
@@ -345,9 +309,7 @@ def _command_identity(
 ) -> dict[str, Any]:
     """What makes one run's output differ from another's, recorded to check ``--resume``.
 
-    The input's size and modification time stand in for its content (hashing a
-    multi-GB input on every run would cost more than the check is worth). Batch
-    and chunk sizes are left out: they do not change a row of the output.
+    The input's size and modification time stand in for its content (cheaper than hashing).
     """
     source = Path(input_path).resolve()
     status = source.stat()
@@ -407,65 +369,41 @@ def _write_chunk(
     writer: OutputWriter,
     chunk: list[Record],
     first_row: int,
-    items: list[tuple[int, Record, str, int | None]],
-    by_item: dict[int, np.ndarray],
+    sentences: list[list[str]],
+    by_text: dict[int, np.ndarray],
     labels: list[str],
     text_field: str,
-    documents: bool,
     reserved: set[str],
     summary: PredictionSummary,
 ) -> None:
-    if not documents:
-        for index, (_, record, text, _) in enumerate(items):
-            prediction = _prediction_fields(labels, by_item.get(index))
-            if prediction["label"] is not None:
-                summary.label_counts[prediction["label"]] += 1
-            carried = _carried_fields(record.fields, reserved)
-            writer.write({**carried, text_field: text, **prediction})
-        return
-    sentences_of: dict[int, list[int]] = {}
-    for index, item in enumerate(items):
-        sentences_of.setdefault(item[0], []).append(index)
-    for offset, record in enumerate(chunk):
-        document_row = first_row + offset
+    """Write ``chunk``'s rows; ``sentences`` is one list of texts per record (one text
+    per record outside documents mode), ``by_text`` their probabilities by flat index."""
+    documents = summary.documents_mode
+    flat = 0
+    for document_row, (record, texts) in enumerate(zip(chunk, sentences, strict=True), first_row):
         carried = _carried_fields(record.fields, reserved)
-        document_counts: Counter[str] = Counter()
-        for index in sentences_of.get(document_row, []):
-            _, _, text, sentence_index = items[index]
-            prediction = _prediction_fields(labels, by_item.get(index))
+        counts: Counter[str] = Counter()
+        for sentence_index, text in enumerate(texts):
+            prediction = _prediction_fields(labels, by_text.get(flat))
+            flat += 1
             if prediction["label"] is not None:
-                document_counts[prediction["label"]] += 1
-                summary.label_counts[prediction["label"]] += 1
-            writer.write(
-                {
-                    "kind": "sentence",
-                    "doc_row": document_row,
-                    "sentence_index": sentence_index,
-                    **carried,
-                    text_field: text,
-                    **prediction,
-                }
-            )
-        writer.write(
-            {
-                "kind": "document",
-                "doc_row": document_row,
-                **carried,
-                **document_stance(document_counts, labels),
-            }
-        )
-        summary.documents += 1
+                counts[prediction["label"]] += 1
+            where = {"kind": "sentence", "doc_row": document_row, "sentence_index": sentence_index}
+            row = {**carried, text_field: text, **prediction}
+            writer.write({**where, **row} if documents else row)
+        summary.label_counts.update(counts)
+        if documents:
+            stance = document_stance(counts, labels)
+            writer.write({"kind": "document", "doc_row": document_row, **carried, **stance})
+            summary.documents += 1
 
 
 def document_stance(counts: Counter[str], labels: list[str]) -> dict[str, Any]:
     """Counts, shares and the overall stance of one document's sentences.
 
-    The overall stance is the more frequent of ``favor`` and ``against`` among
-    the sentences that take a side (``none`` sentences carry no stance); a tie,
-    or no stance-taking sentence at all, is ``none``. A document without
-    sentences (a blank one) has no stance to read: its label and shares are
-    ``None``, as a blank row's prediction is, so it cannot pass for a document
-    that was read and found neutral.
+    The overall stance is the more frequent of ``favor`` and ``against`` (a tie
+    is ``none``); a blank document's label and shares are ``None``, as a blank
+    row's prediction is, so it cannot pass for one read and found neutral.
 
     Example:
         >>> document_stance(Counter(favor=2, none=5), ["favor", "against", "none"])["label"]

@@ -1,15 +1,7 @@
-"""The terminal labeller behind ``label.py annotate``.
+"""The terminal labeller behind ``label.py annotate`` (its keys: ``label.py annotate --help``).
 
-It walks a file of sentences (``label.py suggest``'s output, or ``agree``'s
-disagreements for adjudication), shows each with the sentences around it, and
-takes one key per answer. Every answer rewrites the output file atomically, so
-Ctrl-C, a crash or a kill loses nothing, and running the same command again
-continues with the first sentence not yet answered.
-
-On a terminal a key acts at once; on a pipe (stdin not a terminal) each line is
-one key, and the end of input quits, with every answer saved. An unknown key on
-a pipe stops with a one-line error (the answers before it are saved); on a
-terminal it is only pointed out.
+Every answer rewrites the output file atomically, so Ctrl-C, a crash or a kill loses
+nothing, and the same command continues with the first sentence not yet answered.
 """
 
 from __future__ import annotations
@@ -17,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +120,7 @@ def answer_row(
 
 def pipe_keys(stream: TextIO) -> Iterator[tuple[str, str]]:
     """``(where, key)`` per non-blank line of ``stream``; ``where`` names the line for errors."""
-    line_number = 0
-    while True:
-        line = stream.readline()
-        if not line:
-            return
-        line_number += 1
+    for line_number, line in enumerate(iter(stream.readline, ""), start=1):
         if line.strip():
             yield f"stdin, line {line_number}", line.strip().lower()
 
@@ -298,41 +286,34 @@ def annotate(
 
 
 def _summary(answers: dict[str, dict[str, Any]], total: int, output: Path, finished: bool) -> str:
-    counts = {label: 0 for label in LABELS}
-    skipped = flagged = 0
-    for row in answers.values():
-        if row["label"] is None:
-            skipped += 1
-        else:
-            counts[row["label"]] += 1
-        flagged += row["ambiguous"]
-    tally = ", ".join(f"{label} {count}" for label, count in counts.items())
+    counts = Counter(row["label"] for row in answers.values())
+    flagged = sum(row["ambiguous"] for row in answers.values())
+    tally = ", ".join(f"{label} {counts[label]}" for label in LABELS)
     state = (
         f"done: all {total} answered"
         if finished
         else f"stopped: {len(answers)} of {total} answered; run the same command to continue"
     )
-    return f"{state} ({tally}, skipped {skipped}; {flagged} flagged ambiguous), saved in {output}"
+    return (
+        f"{state} ({tally}, skipped {counts[None]}; {flagged} flagged ambiguous), saved in {output}"
+    )
 
 
-def keys_from(
-    stream: TextIO,
-) -> tuple[contextlib.AbstractContextManager[Iterator[tuple[str, str]]], bool]:
-    """The key source for ``stream``; whether an unknown key stops (pipes) or not (terminals)."""
+def run(input_path: str, output_path: str, annotator: str) -> Progress:
+    """``label.py annotate``, keys from stdin: single keys on a terminal, a key a line on a pipe.
+
+    The end of input quits, every answer saved. An unknown key on a pipe stops with a
+    one-line error (the answers before it saved); on a terminal it is only pointed out.
+    """
+    stream = sys.stdin
+    source: contextlib.AbstractContextManager[Iterator[tuple[str, str]]]
+    source = contextlib.nullcontext(pipe_keys(stream))
     if stream.isatty():
-        try:
-            import termios  # noqa: F401  (POSIX only)
-        except ImportError:  # no single keys here: one key per line, as on a pipe
-            return contextlib.nullcontext(pipe_keys(stream)), False
-        return terminal_keys(stream), False
-    return contextlib.nullcontext(pipe_keys(stream)), True
+        # termios is POSIX only: elsewhere a terminal gives a key a line, as a pipe does.
+        with contextlib.suppress(ImportError):
+            import termios  # noqa: F401
 
-
-def run(
-    input_path: str, output_path: str, annotator: str, stream: TextIO | None = None
-) -> Progress:
-    """``label.py annotate``: keys from ``stream`` (default: stdin, a terminal or a pipe)."""
-    source, stop_on_unknown_key = keys_from(sys.stdin if stream is None else stream)
+            source = terminal_keys(stream)
     with source as keys:
         return annotate(
             input_path,
@@ -340,5 +321,5 @@ def run(
             annotator,
             keys,
             say=lambda text: print(text, flush=True),
-            stop_on_unknown_key=stop_on_unknown_key,
+            stop_on_unknown_key=not stream.isatty(),
         )

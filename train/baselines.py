@@ -1,26 +1,9 @@
 """Baselines the fine-tuned model must beat, fitted on exactly the same folds.
 
-* ``majority``: always the most frequent label of the training folds.
-* ``tfidf_logreg``: word uni+bigram TF-IDF, logistic regression.
-* ``frozen_embedding_logreg``: the backbone's mean-pooled sentence vectors,
-  frozen and L2-normalised (as sentence-transformers uses all-MiniLM-L6-v2),
-  logistic regression: a linear probe.
-* ``frozen_embedding_logreg_default``: the same with scikit-learn's defaults
-  (C=1, no class weights), untuned. In leave-one-article-out CV it scores higher
-  than the tuned probe, so it is kept as a harder baseline.
-* ``frozen_embedding_logreg_balanced``: C=1 with balanced class weights, the
-  linear probe the default model starts from (LP-FT).
-* ``minilm_*``: the three frozen-embedding baselines on all-MiniLM-L6-v2, when the
-  model's backbone is another one.
-* ``setfit``: SetFit on the same backbone (:func:`fit_predict_setfit`), only
-  when the optional ``setfit`` package is importable (``pip install -e
-  ".[setfit]"``); otherwise reported as skipped.
-
-For the two tuned logistic regressions the regularisation strength ``C`` and
-the class weighting (none or balanced) are chosen by an inner
-leave-one-article-out search on the training articles only, so the test
-article never influences them. All baselines but SetFit are deterministic;
-SetFit's contrastive fine-tuning depends on its seed, like the model's.
+What each one is: :data:`BASELINE_DESCRIPTIONS`. For the two tuned logistic regressions
+the regularisation strength ``C`` and the class weighting (none or balanced) are chosen
+by an inner leave-one-article-out search on the training articles only, so the test
+article never influences them.
 
 Example:
     >>> from negstance.train.baselines import make_baseline
@@ -37,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.base import ClassifierMixin
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -64,8 +46,7 @@ BASELINE_INPUTS: dict[str, str] = {
 # The frozen-embedding baselines run on the model's backbone and, when that is another
 # one, on MiniLM too: `minilm_<name>`. The fast option's probe is the bar to clear.
 MINILM_PREFIX = "minilm_"
-# Every baseline, in report order; SetFit runs only where it is installed.
-ALL_BASELINES: tuple[str, ...] = (*BASELINE_INPUTS, SETFIT)
+# The untuned `_default` probe is kept because it outscores the tuned one in CV: a harder bar.
 BASELINE_DESCRIPTIONS: dict[str, str] = {
     "majority": "majority class (sklearn DummyClassifier)",
     "tfidf_logreg": "TF-IDF (word 1-2-grams) + logistic regression",
@@ -87,11 +68,7 @@ SEARCH_GRID: dict[str, list] = {
 
 
 def setfit_available() -> bool:
-    """SetFit is optional: evaluated only when it is installed and imports cleanly.
-
-    Imported here, not merely looked up: a broken or incompatible install is then
-    skipped before any fold, not found with a traceback after the first training.
-    """
+    """Whether SetFit imports: a broken install is skipped before any fold, not after one."""
     try:
         import setfit  # noqa: F401
     except Exception:  # ImportError, or whatever a half-installed dependency raises
@@ -134,10 +111,8 @@ def make_baseline(name: str, seed: int) -> ClassifierMixin:
     if name == "frozen_embedding_logreg_default":
         return make_pipeline(Normalizer(), _logistic_regression(seed))
     if name == "frozen_embedding_logreg_balanced":
-        return make_pipeline(
-            Normalizer(),
-            LogisticRegression(max_iter=5000, random_state=seed, class_weight="balanced"),
-        )
+        balanced = _logistic_regression(seed).set_params(class_weight="balanced")
+        return make_pipeline(Normalizer(), balanced)
     raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINE_INPUTS)}")
 
 
@@ -151,29 +126,21 @@ def fit_predict_baseline(
 ) -> np.ndarray:
     """Fit baseline ``name`` on the training folds, return its test-fold label ids."""
     classifier = make_baseline(name, seed)
-    as_text = BASELINE_INPUTS[name] == "text"
-    inputs = list(train_inputs) if as_text else train_inputs
-    if isinstance(classifier, GridSearchCV):
-        classifier.fit(inputs, list(train_labels), groups=list(train_groups))
-    else:
-        classifier.fit(inputs, list(train_labels))
-    return np.asarray(classifier.predict(list(test_inputs) if as_text else test_inputs))
+    groups = {"groups": train_groups} if isinstance(classifier, GridSearchCV) else {}
+    classifier.fit(train_inputs, train_labels, **groups)
+    return np.asarray(classifier.predict(test_inputs))
 
 
 def frozen_embeddings(
     texts: Sequence[str],
     model_name_or_path: str,
     max_length: int = 128,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
     head: str = "mean",
 ) -> np.ndarray:
     """Mean-pooled last hidden states of the pretrained backbone, shape ``(n, hidden)``.
 
-    The same pooling the ``head=mean`` classifier reads, without any training. The
-    backbone loads as the model's does (``head`` as in the training config), so the
-    same backbones are accepted, pickled weights are refused and a bad path is a
-    one-line error.
+    The backbone loads as the model's does (``head`` as in the training config): the
+    same backbones accepted, the same one-line errors.
 
     Example:
         >>> vectors = frozen_embeddings(["Talks resumed."], "all-MiniLM-L6-v2")  # doctest: +SKIP
@@ -182,8 +149,8 @@ def frozen_embeddings(
     """
     model, tokenizer = build_model(model_name_or_path, head=head)
     check_max_length(model, max_length, model_name_or_path)
-    classifier = StanceClassifier(model, tokenizer, device=device, max_length=max_length)
-    return classifier.embed(texts, batch_size=batch_size)
+    classifier = StanceClassifier(model, tokenizer, device="cpu", max_length=max_length)
+    return classifier.embed(texts, batch_size=64)
 
 
 def fit_predict_setfit(
@@ -194,21 +161,13 @@ def fit_predict_setfit(
     seed: int,
     max_length: int = 128,
     num_iterations: int | None = None,
-    batch_size: int = 16,
     device: str | None = None,
 ) -> np.ndarray:
     """Fit SetFit on the training sentences, return the test sentences' label ids.
 
-    SetFit's documented recipe, on the model's own backbone: one epoch of
-    contrastive fine-tuning on sentence pairs (label 1 for the same stance, 0
-    for different ones; ``CosineSimilarityLoss``), then a scikit-learn logistic
-    regression on the fine-tuned embeddings. ``num_iterations=None`` keeps
-    SetFit's default pair sampling ("oversampling": every pair of training
-    sentences at least once, as many same- as different-label pairs); a number
-    ``k`` draws ``2 * k * len(train_texts)`` pairs instead (much faster). A
-    plain transformers checkpoint becomes a mean-pooling sentence-transformer.
-    Nothing is saved or sent to an experiment tracker, and the packaged default
-    backbone (or any local directory) needs no network.
+    ``num_iterations=None`` keeps SetFit's default pair sampling ("oversampling": every
+    pair of training sentences at least once, as many same- as different-label pairs); a
+    number ``k`` draws ``2 * k * len(train_texts)`` pairs instead (much faster).
 
     Example:
         >>> fit_predict_setfit(  # doctest: +SKIP
@@ -221,8 +180,8 @@ def fit_predict_setfit(
         array([0])
     """
     # Imported here: setfit is optional, and importing it sets its logger to INFO.
+    import datasets
     import setfit
-    from datasets import Dataset
     from transformers import PrinterCallback, ProgressCallback
 
     path = resolve_model_path(model_name_or_path)
@@ -241,11 +200,13 @@ def fit_predict_setfit(
 
     verbosity = setfit.logging.get_verbosity()
     setfit.logging.set_verbosity_warning()  # no "Running training" banner per fit
+    datasets_bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # nor a "Map" bar
     try:
         with tempfile.TemporaryDirectory(prefix="negstance-setfit-") as scratch:
             arguments = setfit.TrainingArguments(
                 output_dir=scratch,  # else it writes ./checkpoints
-                batch_size=batch_size,
+                batch_size=16,  # BASELINE_DESCRIPTIONS[SETFIT] says so
                 num_iterations=num_iterations,
                 seed=seed,
                 report_to="none",  # no wandb/tensorboard/... even where installed
@@ -257,7 +218,7 @@ def fit_predict_setfit(
                 # initialised weights are reproducible too (its documented way).
                 model_init=load_model,
                 args=arguments,
-                train_dataset=Dataset.from_dict(
+                train_dataset=datasets.Dataset.from_dict(
                     {"text": list(train_texts), "label": [int(label) for label in train_labels]}
                 ),
             )
@@ -273,3 +234,5 @@ def fit_predict_setfit(
         return np.asarray(trainer.model.predict(list(test_texts), as_numpy=True))
     finally:
         setfit.logging.set_verbosity(verbosity)
+        if datasets_bars_were_on:
+            datasets.enable_progress_bars()

@@ -12,19 +12,14 @@ import os
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from negstance.model.cli import CheckpointOnFileOptions
 from negstance.model.errors import NegstanceError
-from negstance.model.options import (
-    option,
-    parse_command_line,
-    resolve,
-    script_main,
-)
+from negstance.model.options import option, parse_command_line, parse_options, script_main
 from negstance.train.config import (
     CONFIG_HELP,
     TrainConfig,
@@ -134,7 +129,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     # Checked now, not after an hour of cross-validation.
     check_writable_directory(Path(output_dir), "--output_dir", create=True)
     from negstance.train.evaluation import cpu_threads, cross_validate
-    from negstance.train.report import MODEL, dev_table, headline_table, write_report
+    from negstance.train.report import MODEL, systems_table, write_report
 
     seeds_count = args.seeds or (1 if args.quick else 3)
     with cpu_threads(args.threads):
@@ -153,9 +148,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
     paths = write_report(report, output_dir, command)
     if "dev" in report:
-        print("dev set:\n" + dev_table(report["dev"]))
+        print("dev set:\n" + systems_table(report["dev"], dev=True))
     if MODEL in report.get("systems", {}):
-        print("leave-one-article-out CV:\n" + headline_table(report))
+        print("leave-one-article-out CV:\n" + systems_table(report))
     print(f"wrote {', '.join(str(path) for path in paths)}")
     return 0
 
@@ -213,36 +208,6 @@ class MergeOptions:
     overwrite: bool = option(False, help="replace an existing output")
 
 
-LABEL_COMMANDS: dict[str, tuple[type, str, str]] = {
-    "suggest": (
-        SuggestOptions,
-        "rank the sentences of new articles for labelling",
-        "Split articles into sentences, drop those already labelled (exact and near "
-        "duplicates) and write the N most useful to label, best first, without model labels.",
-    ),
-    "annotate": (
-        AnnotateOptions,
-        "label sentences in the terminal (resumable)",
-        "Label a file of sentences (suggest's output, or agree's disagreements). Keys: f favor, "
-        "a against, n none, ? ambiguous, s skip, b back, q quit. Every answer is saved at once; "
-        "the same command continues where it stopped. On a pipe, one key per line.",
-    ),
-    "agree": (
-        AgreeOptions,
-        "agreement of two or more annotators, and their disagreements",
-        "Cohen's kappa (two files) or Fleiss' kappa (more), raw agreement and confusion "
-        "tables; the disagreements go to --output, to adjudicate with annotate.",
-    ),
-    "merge": (
-        MergeOptions,
-        "annotations and adjudications into a labelled .jsonl for training",
-        "One labelled row per sentence, in the seed set's format: the adjudicated label, else "
-        "the annotators' common one. Validated: labels, unique ids, no repeated texts, no "
-        "(near) copy of a --dev sentence.",
-    ),
-}
-
-
 def parse_label_command(argv: Sequence[str]) -> tuple[str, Any]:
     """``label.py COMMAND [options]`` → the command's name and its options."""
     arguments = list(argv)
@@ -264,24 +229,17 @@ def parse_label_command(argv: Sequence[str]) -> tuple[str, Any]:
         raise NegstanceError(
             f"unknown command {command!r}: use one of {', '.join(LABEL_COMMANDS)} (see --help)"
         )
-    cls, _, description = LABEL_COMMANDS[command]
-    given, _ = parse_command_line(
-        [cls], arguments[1:], f"{Path(sys.argv[0]).name} {command}", description
+    cls, _, description, _ = LABEL_COMMANDS[command]
+    return command, parse_options(
+        cls, arguments[1:], f"{Path(sys.argv[0]).name} {command}", description
     )
-    return command, resolve(cls, [(given, "command line")])
 
 
 @script_main
 def label_main(argv: Sequence[str] | None = None) -> int:
     """``label.py COMMAND ...``: suggest, annotate, agree or merge (see ``--help``)."""
     command, args = parse_label_command(list(argv or []))
-    run = {
-        "suggest": _suggest_command,
-        "annotate": _annotate_command,
-        "agree": _agree_command,
-        "merge": _merge_command,
-    }[command]
-    return run(args)
+    return LABEL_COMMANDS[command][3](args)
 
 
 def _suggest_command(args: Any) -> int:
@@ -393,3 +351,37 @@ def _merge_command(args: Any) -> int:
         f"{merged.adjudicated} adjudicated)" + (f"; dropped {dropped}" if dropped else "")
     )
     return 0
+
+
+LABEL_COMMANDS: dict[str, tuple[type, str, str, Callable[[Any], int]]] = {
+    "suggest": (
+        SuggestOptions,
+        "rank the sentences of new articles for labelling",
+        "Split articles into sentences, drop those already labelled (exact and near "
+        "duplicates) and write the N most useful to label, best first, without model labels.",
+        _suggest_command,
+    ),
+    "annotate": (
+        AnnotateOptions,
+        "label sentences in the terminal (resumable)",
+        "Label a file of sentences (suggest's output, or agree's disagreements). Keys: f favor, "
+        "a against, n none, ? ambiguous, s skip, b back, q quit. Every answer is saved at once; "
+        "the same command continues where it stopped. On a pipe, one key per line.",
+        _annotate_command,
+    ),
+    "agree": (
+        AgreeOptions,
+        "agreement of two or more annotators, and their disagreements",
+        "Cohen's kappa (two files) or Fleiss' kappa (more), raw agreement and confusion "
+        "tables; the disagreements go to --output, to adjudicate with annotate.",
+        _agree_command,
+    ),
+    "merge": (
+        MergeOptions,
+        "annotations and adjudications into a labelled .jsonl for training",
+        "One labelled row per sentence, in the seed set's format: the adjudicated label, else "
+        "the annotators' common one. Validated: labels, unique ids, no repeated texts, no "
+        "(near) copy of a --dev sentence.",
+        _merge_command,
+    ),
+}

@@ -48,7 +48,7 @@ def segment_articles(raw_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def read_labelled_records(
-    path: str | os.PathLike[str], encoding: str = "utf-8", default_id_prefix: str = "line-"
+    path: str | os.PathLike[str], default_id_prefix: str = "line-"
 ) -> list[dict[str, Any]]:
     """Labelled sentences from a JSONL file (``text`` and ``label``; ``id``, ``doc`` optional).
 
@@ -66,7 +66,7 @@ def read_labelled_records(
         )
     rows: list[dict[str, Any]] = []
     seen_ids: dict[str, int] = {}
-    for record in read_records(path, text_field="text", encoding=encoding):
+    for record in read_records(path, text_field="text"):
         fields = record.fields
         where = f"{path}, line {record.line_number}"
         if "label" not in fields:

@@ -1,23 +1,13 @@
 """Honest evaluation: leave-one-article-out cross-validation, repeated over seeds.
 
-Each of the five articles is held out in turn (``LeaveOneGroupOut`` on the
-``doc`` column): no sentence of the test article is seen in training, and
-anything tuned (the baselines' regularisation) is tuned inside the training
-articles only. The fine-tuned model and every baseline see the same folds and
-seeds; SetFit, the one seed-dependent baseline (and optional), is fitted anew
-for every seed. ``scripts/evaluate.py`` wraps
-:func:`negstance.train.cli.evaluate_main`; :func:`negstance.train.report.write_report`
-puts the report in ``<output_dir>/report.json``, ``report.md`` and
-``confusion_matrix.png``.
+Each article is held out in turn (``LeaveOneGroupOut`` on ``doc``); anything tuned is
+tuned inside the training articles only, and every system sees the same folds and seeds.
+``scripts/evaluate.py`` wraps :func:`negstance.train.cli.evaluate_main`.
 
-Two kinds of summary are reported, and always labelled:
-
-* **fold scores**: the metric on each held-out article, mean ± sample std over
-  folds × seeds. The spread is dominated by how different the articles are.
-* **pooled scores**: each seed's predictions on every held-out sentence scored
-  together, mean ± sample std over seeds. With 1-3 ``against`` sentences in
-  four of the five articles, per-article F1 for that label is very noisy, so
-  the pooled figures are the steadier estimate.
+**fold scores**: each held-out article's score, mean ± std over folds × seeds (mostly the
+spread between articles). **pooled scores**: each seed's predictions on every held-out
+sentence scored together, mean ± std over seeds: the steadier figure, as most articles
+have only 1-3 ``against`` sentences.
 
 Example:
     >>> from negstance.train.config import load_config
@@ -36,7 +26,6 @@ import os
 import platform
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from negstance.model.backbones import MINILM, resolve_model_path
+from negstance.model.checkpoint import quiet_transformers_loading
 from negstance.model.classifier import StanceClassifier, resolve_device
 from negstance.model.errors import NegstanceError
 from negstance.model.labels import LABELS
@@ -189,17 +179,15 @@ def bootstrap_difference(
     model_predictions: Sequence[np.ndarray],
     baseline_predictions: np.ndarray | Sequence[np.ndarray],
     resamples: int,
-    seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """95 % interval of (model − baseline) pooled macro-F1 and F_avg, resampling sentences.
 
-    The seeds' spread says nothing about how much the scores would move with other
-    sentences; with 153 of them, that uncertainty is the larger one. Paired: each
+    With 153 sentences, which ones were drawn matters more than the seeds. Paired: each
     resample scores the model and the baseline on the same rows, each averaged over
     its seeds (``baseline_predictions``: one array, or one per seed as for SetFit).
     """
     baseline_by_seed = np.atleast_2d(np.asarray(baseline_predictions))
-    generator = np.random.default_rng(seed)
+    generator = np.random.default_rng(0)
     differences: dict[str, list[float]] = {"macro_f1": [], "f_avg": []}
     for _ in range(resamples):
         rows = generator.integers(0, len(labels), len(labels))
@@ -225,8 +213,8 @@ def bootstrap_difference(
 
 
 def label_counts(labels: Sequence[int]) -> dict[str, int]:
-    counts = Counter(int(label) for label in labels)
-    return {label: counts.get(index, 0) for index, label in enumerate(LABELS)}
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS)).tolist()
+    return {label: counts[index] for index, label in enumerate(LABELS)}
 
 
 def cross_validate(
@@ -243,17 +231,10 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Train and test the model and the baselines; the report dict.
 
-    Two protocols, each on the same seeds with the same baselines:
-
-    * leave-one-article-out CV on the seed set (``run_cv``): the top-level keys;
-    * train on every seed sentence, score on the external dev set at ``dev_path``
-      (never trained on): ``report["dev"]``, the same keys for a single "fold".
-
-    ``config`` is the model's training config; each run uses it with ``seed``
-    replaced. Its ``validation_docs`` are ignored: the protocol decides what is held
-    out. SetFit runs only where it is installed and ``include_setfit``;
-    ``setfit_iterations`` is its ``num_iterations`` (None: SetFit's default pair
-    sampling, see :func:`~negstance.train.baselines.fit_predict_setfit`).
+    Leave-one-article-out CV on the seed set (``run_cv``) fills the top-level keys;
+    training on every seed sentence and scoring on the dev set at ``dev_path`` fills
+    ``report["dev"]`` (the same keys, one "fold"). Each run uses ``config`` with its
+    ``seed`` (``validation_docs`` ignored); ``setfit_iterations``: SetFit's ``num_iterations``.
     """
     config.validate()  # a field may have been set since the config was made
     if getattr(config, "resume_from", ""):
@@ -346,6 +327,7 @@ def cross_validate(
     return report
 
 
+@quiet_transformers_loading()  # load reports, once per training, would drown the bars here
 def run_protocol(
     config: TrainConfig,
     dataset: Any,
@@ -379,135 +361,108 @@ def run_protocol(
         ]
     baselines = [system for system, _, _ in plain] + ([SETFIT] if run_setfit else [])
 
-    # Load reports and per-call progress bars, once per training, would drown the
-    # progress bars that matter here.
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    datasets_bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        baseline_inputs = {
-            "text": np.asarray(texts, dtype=object),
-            "embedding": frozen_embeddings(
-                texts, config.model_name_or_path, config.max_length, head=config.head
-            ),
-        }
-        if extra_minilm:
-            baseline_inputs["embedding_minilm"] = frozen_embeddings(
-                texts, MINILM, config.max_length
-            )
-        systems = [MODEL, *baselines]
-        runs: list[dict[str, Any]] = []
-        predictions = {
-            system: {seed: np.full(len(labels), -1) for seed in seeds} for system in systems
-        }
-        probabilities = {seed: np.zeros((len(labels), len(LABELS))) for seed in seeds}
-        train_seconds: list[float] = []
-        setfit_seconds: list[float] = []
-        baseline_cache: dict[tuple[str, str], np.ndarray] = {}
-        # A bar for each system trained per seed, moved as soon as its fit is done:
-        # SetFit can take longer per fold than the model.
-        bar_titles = {MODEL: title} | ({SETFIT: "setfit baseline"} if run_setfit else {})
-        progress = {
-            system: tqdm(
-                total=len(seeds) * len(folds),
-                desc=bar_title,
-                disable=not show_progress,
-                position=position,
-            )
-            for position, (system, bar_title) in enumerate(bar_titles.items())
-        }
-
-        def score(system: str, seed: int, fold: Fold) -> None:
-            """Record ``system``'s metrics on the held-out rows of ``fold``; move its bar."""
-            test_rows = fold.test_indices
-            metrics = classification_metrics(
-                labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
-            )
-            runs.append(
-                {"system": system, "seed": seed, "document": fold.document, "metrics": metrics}
-            )
-            if system in progress:
-                progress[system].set_postfix(
-                    seed=seed, held_out=fold.document[:3], macro_f1=f"{metrics['macro_f1']:.3f}"
-                )
-                progress[system].update(1)
-
-        for seed in seeds:
-            run_config = dataclasses.replace(config, seed=seed, no_progress=True)
-            for fold in folds:
-                train_rows, test_rows = fold.train_indices, fold.test_indices
-                # Looked up on the module at each call, so a patched training.train is used.
-                result = training.train(
-                    run_config, train_dataset=dataset.select(train_rows), save=False
-                )
-                train_seconds.append(result.metrics["train_seconds"])
-                classifier = StanceClassifier(result.model, result.tokenizer, device=device)
-                fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
-                probabilities[seed][test_rows] = fold_probabilities
-                predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
-                score(MODEL, seed, fold)
-                for system, kind, source in plain:
-                    # The baselines are deterministic (no seed changes them): fitted
-                    # once per fold, scored alongside every seed's model.
-                    if (system, fold.document) not in baseline_cache:
-                        inputs = baseline_inputs[source]
-                        baseline_cache[(system, fold.document)] = fit_predict_baseline(
-                            kind,
-                            inputs[train_rows],
-                            labels[train_rows],
-                            [documents[i] for i in train_rows],
-                            inputs[test_rows],
-                            seed,
-                        )
-                    predictions[system][seed][test_rows] = baseline_cache[(system, fold.document)]
-                    score(system, seed, fold)
-                if run_setfit:
-                    # Seed-dependent like the model: fitted anew for every seed and fold.
-                    setfit_started = time.perf_counter()
-                    predictions[SETFIT][seed][test_rows] = fit_predict_setfit(
-                        [texts[i] for i in train_rows],
-                        labels[train_rows],
-                        [texts[i] for i in test_rows],
-                        config.model_name_or_path,
-                        seed,
-                        max_length=config.max_length,
-                        num_iterations=setfit_iterations,
-                        device=str(device),
-                    )
-                    setfit_seconds.append(time.perf_counter() - setfit_started)
-                    score(SETFIT, seed, fold)
-        for bar in progress.values():
-            bar.close()
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        transformers.logging.enable_progress_bar()
-        if datasets_bars_were_on:
-            datasets.enable_progress_bars()
-
-    summaries = {
-        system: summarize_system(
-            [run for run in runs if run["system"] == system], predictions[system], labels, tested
-        )
-        for system in systems
+    baseline_inputs = {
+        "text": np.asarray(texts, dtype=object),
+        "embedding": frozen_embeddings(
+            texts, config.model_name_or_path, config.max_length, head=config.head
+        ),
     }
+    if extra_minilm:
+        baseline_inputs["embedding_minilm"] = frozen_embeddings(texts, MINILM, config.max_length)
+    systems = [MODEL, *baselines]
+    runs: list[dict[str, Any]] = []
+    predictions = {system: {seed: np.full(len(labels), -1) for seed in seeds} for system in systems}
+    probabilities = {seed: np.zeros((len(labels), len(LABELS))) for seed in seeds}
+    train_seconds: list[float] = []
+    setfit_seconds: list[float] = []
+    baseline_cache: dict[tuple[str, str], np.ndarray] = {}
+    # A bar for each system trained per seed, moved as soon as its fit is done:
+    # SetFit can take longer per fold than the model.
+    bar_titles = {MODEL: title} | ({SETFIT: "setfit baseline"} if run_setfit else {})
+    progress = {
+        system: tqdm(
+            total=len(seeds) * len(folds),
+            desc=bar_title,
+            disable=not show_progress,
+            position=position,
+        )
+        for position, (system, bar_title) in enumerate(bar_titles.items())
+    }
+
+    def score(system: str, seed: int, fold: Fold) -> None:
+        """Record ``system``'s metrics on the held-out rows of ``fold``; move its bar."""
+        test_rows = fold.test_indices
+        metrics = classification_metrics(
+            labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
+        )
+        runs.append({"system": system, "seed": seed, "document": fold.document, "metrics": metrics})
+        if system in progress:
+            progress[system].set_postfix(
+                seed=seed, held_out=fold.document[:3], macro_f1=f"{metrics['macro_f1']:.3f}"
+            )
+            progress[system].update(1)
+
+    for seed in seeds:
+        run_config = dataclasses.replace(config, seed=seed, no_progress=True)
+        for fold in folds:
+            train_rows, test_rows = fold.train_indices, fold.test_indices
+            # Looked up on the module at each call, so a patched training.train is used.
+            result = training.train(
+                run_config, train_dataset=dataset.select(train_rows), save=False
+            )
+            train_seconds.append(result.metrics["train_seconds"])
+            classifier = StanceClassifier(result.model, result.tokenizer, device=device)
+            fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
+            probabilities[seed][test_rows] = fold_probabilities
+            predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
+            score(MODEL, seed, fold)
+            for system, kind, source in plain:
+                # The baselines are deterministic (no seed changes them): fitted
+                # once per fold, scored alongside every seed's model.
+                key = (system, fold.document)
+                if key not in baseline_cache:
+                    inputs = baseline_inputs[source]
+                    baseline_cache[key] = fit_predict_baseline(
+                        kind,
+                        inputs[train_rows],
+                        labels[train_rows],
+                        [documents[i] for i in train_rows],
+                        inputs[test_rows],
+                        seed,
+                    )
+                predictions[system][seed][test_rows] = baseline_cache[key]
+                score(system, seed, fold)
+            if run_setfit:
+                # Seed-dependent like the model: fitted anew for every seed and fold.
+                setfit_started = time.perf_counter()
+                predictions[SETFIT][seed][test_rows] = fit_predict_setfit(
+                    [texts[i] for i in train_rows],
+                    labels[train_rows],
+                    [texts[i] for i in test_rows],
+                    config.model_name_or_path,
+                    seed,
+                    max_length=config.max_length,
+                    num_iterations=setfit_iterations,
+                    device=str(device),
+                )
+                setfit_seconds.append(time.perf_counter() - setfit_started)
+                score(SETFIT, seed, fold)
+    for bar in progress.values():
+        bar.close()
+
     if len(seeds) > 1:
         # Averaging the seeds' probabilities costs no extra training: a free look at
         # what an ensemble would give. One value per fold, so no seed spread.
         ensemble = np.mean([probabilities[seed] for seed in seeds], axis=0).argmax(axis=1)
-        ensemble_runs = [
-            {"system": ENSEMBLE, "seed": 0, "document": fold.document}
-            | {
-                "metrics": classification_metrics(
-                    labels[fold.test_indices].tolist(), ensemble[fold.test_indices].tolist()
-                )
-            }
-            for fold in folds
-        ]
-        summaries[ENSEMBLE] = summarize_system(ensemble_runs, {0: ensemble}, labels, tested)
-        runs.extend(ensemble_runs)
         predictions[ENSEMBLE] = {0: ensemble}
+        for fold in folds:
+            score(ENSEMBLE, 0, fold)
+    summaries = {
+        system: summarize_system(
+            [run for run in runs if run["system"] == system], by_seed, labels, tested
+        )
+        for system, by_seed in predictions.items()
+    }
     comparisons = {baseline: paired_differences(runs, MODEL, baseline) for baseline in baselines}
     strongest = strongest_baseline(summaries, baselines, "pooled", "macro_f1")
     bootstrap = {

@@ -31,15 +31,13 @@ from negstance.model.io import (
     write_text_atomic,
 )
 from negstance.model.labels import LABELS
+from negstance.train.report import confusion_table
 from negstance.train.suggest import find_duplicates, normalise_text
 
 # Fields that describe a sentence (not an answer), carried from file to file.
 SENTENCE_FIELDS = ("doc", "index", "text", "previous", "next")
 
 
-# --------------------------------------------------------------------------- #
-# Annotation files
-# --------------------------------------------------------------------------- #
 @dataclass
 class Annotation:
     """One answer: ``label`` is ``None`` for a skipped sentence."""
@@ -198,22 +196,6 @@ def sentence_fields(
     return found
 
 
-# --------------------------------------------------------------------------- #
-# Agreement
-# --------------------------------------------------------------------------- #
-def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
-    """Cohen's kappa of two annotators' labels (scikit-learn's), over the three labels.
-
-    Example:
-        >>> first = ["favor", "none", "none", "against"]
-        >>> round(cohen_kappa(first, ["favor", "none", "favor", "against"]), 3)
-        0.636
-    """
-    from sklearn.metrics import cohen_kappa_score
-
-    return float(cohen_kappa_score(first, second, labels=list(LABELS)))
-
-
 def fleiss_kappa(ratings: Sequence[Sequence[str]], labels: Sequence[str] = LABELS) -> float:
     """Fleiss' kappa: ``ratings[i]`` holds every annotator's label of item ``i`` (same count each).
 
@@ -280,15 +262,15 @@ def agreement(
     compared = [key for key in keys if None not in labels_of[key]]
     if not compared:
         raise NegstanceError("no sentence was labelled by every annotator: nothing to compare")
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
     columns = [[labels_of[key][position] for key in compared] for position in range(len(files))]
-    pairwise = {
-        (names[i], names[j]): cohen_kappa(columns[i], columns[j])
-        for i, j in itertools.combinations(range(len(files)), 2)
-    }
-    confusion = {
-        (names[i], names[j]): _confusion(columns[i], columns[j])
-        for i, j in itertools.combinations(range(len(files)), 2)
-    }
+    pairwise: dict[tuple[str, str], float] = {}
+    confusion: dict[tuple[str, str], np.ndarray] = {}
+    for i, j in itertools.combinations(range(len(files)), 2):
+        pair = (names[i], names[j])
+        pairwise[pair] = float(cohen_kappa_score(columns[i], columns[j], labels=list(LABELS)))
+        confusion[pair] = confusion_matrix(columns[i], columns[j], labels=list(LABELS))
     if len(files) == 2:
         kappa, kappa_name = next(iter(pairwise.values())), "Cohen's kappa"
     else:
@@ -326,12 +308,6 @@ def agreement(
     )
 
 
-def _confusion(rows: Sequence[str], columns: Sequence[str]) -> np.ndarray:
-    from sklearn.metrics import confusion_matrix
-
-    return confusion_matrix(rows, columns, labels=list(LABELS))
-
-
 def render_agreement(result: Agreement) -> str:
     """The agreement report printed by ``label.py agree`` (plain text, tables in Markdown).
 
@@ -360,10 +336,7 @@ def render_agreement(result: Agreement) -> str:
         + ", ".join(f"{name} {count}" for name, count in result.flagged.items())
     )
     for (one, other), matrix in result.confusion.items():
-        lines += ["", f"| {one} \\ {other} | " + " | ".join(LABELS) + " |"]
-        lines.append("|---|" + "---:|" * len(LABELS))
-        for label, row in zip(LABELS, matrix, strict=True):
-            lines.append(f"| {label} | " + " | ".join(str(int(value)) for value in row) + " |")
+        lines += ["", confusion_table(matrix.tolist(), corner=f"{one} \\ {other}")]
     return "\n".join(lines)
 
 
@@ -371,9 +344,6 @@ def _kappa_text(value: float) -> str:
     return "undefined (every answer is the same label)" if np.isnan(value) else f"{value:.3f}"
 
 
-# --------------------------------------------------------------------------- #
-# Merge
-# --------------------------------------------------------------------------- #
 @dataclass
 class Merged:
     """The labelled rows (seed-set format) and the ids dropped, with why."""
@@ -485,9 +455,6 @@ def _shorten(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
-# --------------------------------------------------------------------------- #
-# Output
-# --------------------------------------------------------------------------- #
 def check_jsonl_output(
     path: str | os.PathLike[str],
     overwrite: bool = False,

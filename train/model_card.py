@@ -29,10 +29,9 @@ from negstance.train.config import TrainConfig, config_diff
 from negstance.train.report import (
     MODEL,
     PER_RUN_KEYS,
-    dev_table,
     dev_verdict_lines,
-    headline_table,
     load_report,
+    systems_table,
     verdict_lines,
 )
 
@@ -134,7 +133,7 @@ def evaluation_section(
             "in news style by the annotators, never trained on; see its datasheet), mean ± "
             f"std over {len(seeds)} seeds.",
             "",
-            dev_table(dev),
+            systems_table(dev, dev=True),
             "",
             *dev_verdict_lines(dev),
             "",
@@ -147,7 +146,7 @@ def evaluation_section(
             "fifth, so these figures estimate how this recipe does on an unseen article of "
             "the same kind — not the checkpoint's accuracy on its own training data.",
             "",
-            headline_table(report),
+            systems_table(report),
             "",
             "**folds**: mean ± std over held-out articles × seeds; **pooled**: all held-out "
             "predictions of a seed scored together, mean ± std over seeds. "
@@ -207,16 +206,6 @@ def other_recipes_section(source: str, report: dict[str, Any]) -> str:
     )
 
 
-def read_evaluation(config: TrainConfig, path: str | None) -> tuple[dict[str, Any] | None, str]:
-    """The report (or None) and, when it could not be used, why."""
-    if not path:
-        return None, ""
-    try:
-        return load_report(path), ""
-    except NegstanceError as error:
-        return None, str(error)
-
-
 def render_model_card(
     config: TrainConfig,
     metrics: dict[str, Any],
@@ -229,7 +218,12 @@ def render_model_card(
     ``report.json`` from ``scripts/evaluate.py``; empty for none).
     """
     source = str(config.evaluation_report if evaluation_report is None else evaluation_report)
-    report, problem = read_evaluation(config, source)
+    report, problem = None, ""  # problem: why a report given could not be used
+    if source:
+        try:
+            report = load_report(source)
+        except NegstanceError as error:
+            problem = str(error)
     counts = Counter(train_dataset.features["label"].int2str(list(train_dataset["label"])))
     documents = sorted(set(train_dataset["doc"])) if "doc" in train_dataset.column_names else []
     label_rows = "\n".join(

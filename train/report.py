@@ -7,9 +7,9 @@ model card quotes it). Everything here works on the report dict alone: no traini
 no baselines fitted, so the model card can render a report without them.
 
 Example:
-    >>> from negstance.train.report import headline_table, load_report
+    >>> from negstance.train.report import load_report, systems_table
     >>> report = load_report("reports/evaluation/report.json")  # doctest: +SKIP
-    >>> print(headline_table(report))  # doctest: +SKIP
+    >>> print(systems_table(report))  # doctest: +SKIP
     | system | macro-F1 (folds) | ...
 """
 
@@ -61,29 +61,40 @@ def system_order(report: dict[str, Any]) -> list[str]:
     )
 
 
-def headline_table(report: dict[str, Any]) -> str:
-    """Markdown table: every system, fold and pooled macro-F1, F_avg and accuracy."""
-    header = (
-        "| system | "
-        + " | ".join(f"{METRIC_NAMES[m]} (folds)" for m in HEADLINE_METRICS)
-        + " | "
-        + " | ".join(f"{METRIC_NAMES[m]} (pooled)" for m in HEADLINE_METRICS)
-        + " |"
-    )
-    lines = [header, "|---" + "|---:" * (2 * len(HEADLINE_METRICS)) + "|"]
+def systems_table(report: dict[str, Any], dev: bool = False) -> str:
+    """Markdown table, one row per system: fold and pooled macro-F1, F_avg and accuracy.
+
+    ``dev``: the dev-set protocol's columns instead, the pooled scores and per-label F1.
+    """
+    if dev:
+        columns = [(METRIC_NAMES[m], "pooled", m) for m in HEADLINE_METRICS]
+        columns += [(f"F1 {label}", "pooled", f"{label}_f1") for label in LABELS]
+    else:
+        columns = [
+            (f"{METRIC_NAMES[m]} ({scope})", scope, m)
+            for scope in ("folds", "pooled")
+            for m in HEADLINE_METRICS
+        ]
+    lines = [
+        "| system | " + " | ".join(title for title, _, _ in columns) + " |",
+        "|---" + "|---:" * len(columns) + "|",
+    ]
     for system in system_order(report):
         summary = report["systems"][system]
-        folds = [format_summary(summary["folds"][m]) for m in HEADLINE_METRICS]
-        pooled = [format_summary(summary["pooled"][m]) for m in HEADLINE_METRICS]
-        if system == ENSEMBLE:  # one ensemble per fold: the pooled value has no spread
-            pooled = [f"{summary['pooled'][m]['mean']:.3f}" for m in HEADLINE_METRICS]
+        # One ensemble per fold: its pooled value has no spread.
+        cells = [
+            f"{summary[scope][m]['mean']:.3f}"
+            if system == ENSEMBLE and scope == "pooled"
+            else format_summary(summary[scope][m])
+            for _, scope, m in columns
+        ]
         name = f"**{system}**" if system == MODEL else system
-        lines.append(f"| {name} | " + " | ".join(folds + pooled) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def confusion_table(matrix: list[list[int]]) -> str:
-    lines = ["| true \\ predicted | " + " | ".join(LABELS) + " |", "|---" + "|---:" * 3 + "|"]
+def confusion_table(matrix: list[list[int]], corner: str = "true \\ predicted") -> str:
+    lines = [f"| {corner} | " + " | ".join(LABELS) + " |", "|---" + "|---:" * 3 + "|"]
     for label, row in zip(LABELS, matrix, strict=True):
         lines.append(f"| {label} | " + " | ".join(str(value) for value in row) + " |")
     return "\n".join(lines)
@@ -136,16 +147,10 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
         )
     bootstrap = report.get("bootstrap")
     if bootstrap:
-        intervals = ", ".join(
-            f"{METRIC_NAMES[name]} [{bootstrap[name]['low']:+.3f}, {bootstrap[name]['high']:+.3f}]"
-            for name in ("macro_f1", "f_avg")
+        lines.append(
+            bootstrap_line(bootstrap, "held-out")
+            + " An interval that contains 0 means the data cannot tell the two apart."
         )
-        lines += [
-            f"- 95 % paired bootstrap interval of model − `{bootstrap['baseline']}` over the "
-            f"{bootstrap['sentences']} held-out sentences ({bootstrap['resamples']} resamples, "
-            f"model averaged over seeds): {intervals}. An interval that contains 0 means the "
-            "data cannot tell the two apart.",
-        ]
     where = "in the next section" if in_report else "in the report's `report.md`"
     lines += [
         "",
@@ -153,22 +158,6 @@ def verdict_lines(report: dict[str, Any], in_report: bool = True) -> list[str]:
         "spread between articles is far larger than between seeds.",
     ]
     return lines
-
-
-def dev_table(dev: dict[str, Any]) -> str:
-    """Markdown table of the dev-set protocol: every system, mean ± std over seeds."""
-    columns = [*HEADLINE_METRICS, *(f"{label}_f1" for label in LABELS)]
-    titles = [METRIC_NAMES[m] for m in HEADLINE_METRICS] + [f"F1 {label}" for label in LABELS]
-    lines = ["| system | " + " | ".join(titles) + " |", "|---" + "|---:" * len(columns) + "|"]
-    for system in system_order(dev):
-        pooled = dev["systems"][system]["pooled"]
-        cells = [
-            f"{pooled[c]['mean']:.3f}" if system == ENSEMBLE else format_summary(pooled[c])
-            for c in columns
-        ]
-        name = f"**{system}**" if system == MODEL else system
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def dev_verdict_lines(dev: dict[str, Any]) -> list[str]:
@@ -183,17 +172,21 @@ def dev_verdict_lines(dev: dict[str, Any]) -> list[str]:
             f"- {METRIC_NAMES[name]}: model {score:.3f} ± {spread:.3f} vs the strongest "
             f"baseline `{best}` {baseline_score:.3f} ({score - baseline_score:+.3f})."
         )
-    bootstrap = dev["bootstrap"]
+    lines.append(bootstrap_line(dev["bootstrap"], "dev"))
+    return lines
+
+
+def bootstrap_line(bootstrap: dict[str, Any], sentences: str) -> str:
+    """The bootstrap interval of model − strongest baseline, as one bullet."""
     intervals = ", ".join(
         f"{METRIC_NAMES[name]} [{bootstrap[name]['low']:+.3f}, {bootstrap[name]['high']:+.3f}]"
         for name in ("macro_f1", "f_avg")
     )
-    lines.append(
+    return (
         f"- 95 % paired bootstrap interval of model − `{bootstrap['baseline']}` over the "
-        f"{bootstrap['sentences']} dev sentences ({bootstrap['resamples']} resamples, model "
-        f"averaged over seeds): {intervals}."
+        f"{bootstrap['sentences']} {sentences} sentences ({bootstrap['resamples']} resamples, "
+        f"model averaged over seeds): {intervals}."
     )
-    return lines
 
 
 def dev_section(report: dict[str, Any]) -> list[str]:
@@ -208,7 +201,7 @@ def dev_section(report: dict[str, Any]) -> list[str]:
         f"trained on; see its datasheet). Mean ± sample std over {len(seeds)} seed(s); the "
         "baselines but SetFit are deterministic. F_avg = (F1 favor + F1 against) / 2.",
         "",
-        dev_table(dev),
+        systems_table(dev, dev=True),
         "",
         *dev_verdict_lines(dev),
         "",
@@ -265,7 +258,7 @@ def cv_section(report: dict[str, Any]) -> list[str]:
         "",
         "### Headline",
         "",
-        headline_table(report),
+        systems_table(report),
         "",
         f"**folds**: score on each held-out article, mean ± sample std over {len(folds)} "
         f"folds × {len(seeds)} seed(s) = {runs_per_system} runs. "

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from negstance.model.io import INPUT_FORMATS, check_input_file, file_format, rea
 from negstance.model.labels import LABELS
 from negstance.model.text import split_sentences
 
+if TYPE_CHECKING:
+    from negstance.model.classifier import StanceClassifier
+
 STRATEGIES = ("diverse", "uncertainty", "random")
 UNCERTAINTY_MEASURES = ("margin", "entropy")
 # Same sentence at 3-gram Jaccard >= 0.7: distinct seed sentences reach 0.53, a 1-word edit ~0.85
@@ -31,11 +34,10 @@ NEAR_DUPLICATE_JACCARD = 0.7
 # "diverse" picks N among the 2 x N least sure candidates: every pick stays among the least
 # sure, and up to half of them can give way to spread (only the shortlist is embedded).
 SHORTLIST_FACTOR = 2
+# Texts compared at a time: bounds the dense similarity block to JACCARD_CHUNK x references.
+JACCARD_CHUNK = 512
 
 
-# --------------------------------------------------------------------------- #
-# Same sentence, or nearly
-# --------------------------------------------------------------------------- #
 def normalise_text(text: str) -> str:
     """Text as compared for duplicates: NFKC, case-folded, punctuation dropped, spaces collapsed.
 
@@ -70,16 +72,11 @@ def _jaccard(rows: Any, columns: Any) -> np.ndarray:
     return np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
 
 
-def find_duplicates(
-    texts: Sequence[str],
-    references: Sequence[str],
-    threshold: float = NEAR_DUPLICATE_JACCARD,
-    chunk_size: int = 512,
-) -> list[int | None]:
+def find_duplicates(texts: Sequence[str], references: Sequence[str]) -> list[int | None]:
     """For each text, the index of a reference that is the same sentence, or ``None``.
 
     The same sentence: equal normalised text, or character 3-gram Jaccard
-    similarity at or above ``threshold``.
+    similarity at or above ``NEAR_DUPLICATE_JACCARD``.
 
     Example:
         >>> find_duplicates(["Talks resumed!", "Oil fell."], ["talks resumed", "Rain."])
@@ -94,17 +91,15 @@ def find_duplicates(
         exact.setdefault(text, index)
     found: list[int | None] = [exact.get(text) for text in normalised]
     matrix, reference_matrix = _trigram_matrix(normalised), _trigram_matrix(reference_normalised)
-    for start in range(0, len(texts), chunk_size):
-        similarity = _jaccard(matrix[start : start + chunk_size], reference_matrix)
+    for start in range(0, len(texts), JACCARD_CHUNK):
+        similarity = _jaccard(matrix[start : start + JACCARD_CHUNK], reference_matrix)
         for offset, row in enumerate(similarity):
-            if found[start + offset] is None and row.max() >= threshold:
+            if found[start + offset] is None and row.max() >= NEAR_DUPLICATE_JACCARD:
                 found[start + offset] = int(row.argmax())
     return found
 
 
-def find_repeats(
-    texts: Sequence[str], threshold: float = NEAR_DUPLICATE_JACCARD, chunk_size: int = 512
-) -> list[int | None]:
+def find_repeats(texts: Sequence[str]) -> list[int | None]:
     """For each text, the index of an earlier kept text it repeats (exactly or nearly), or ``None``.
 
     The first of a group of repeats is kept (``None``); the others point to it.
@@ -122,23 +117,20 @@ def find_repeats(
         repeats.append(first.setdefault(text, index) if text in first else None)
     matrix = _trigram_matrix(normalised)
     kept = np.array([repeat is None for repeat in repeats])
-    for start in range(0, len(texts), chunk_size):
-        stop = min(start + chunk_size, len(texts))
+    for start in range(0, len(texts), JACCARD_CHUNK):
+        stop = min(start + JACCARD_CHUNK, len(texts))
         similarity = _jaccard(matrix[start:stop], matrix[:stop])
         for offset, row in enumerate(similarity):
             index = start + offset
             if repeats[index] is not None:
                 continue
-            earlier = np.flatnonzero((row[:index] >= threshold) & kept[:index])
+            earlier = np.flatnonzero((row[:index] >= NEAR_DUPLICATE_JACCARD) & kept[:index])
             if earlier.size:
                 repeats[index] = int(earlier[0])
                 kept[index] = False
     return repeats
 
 
-# --------------------------------------------------------------------------- #
-# Articles in, sentences out
-# --------------------------------------------------------------------------- #
 @dataclass
 class Document:
     """One article: a name (the file's stem, or the record's ``doc``/``id``) and its text."""
@@ -261,9 +253,6 @@ def candidate_pool(
     )
 
 
-# --------------------------------------------------------------------------- #
-# Ranking
-# --------------------------------------------------------------------------- #
 def uncertainty_scores(probabilities: np.ndarray, measure: str = "margin") -> np.ndarray:
     """How unsure the model is of each row, in [0, 1]; higher is less sure.
 
@@ -348,16 +337,8 @@ def rank_for_labelling(
     return [shortlist[pick] for pick in picks]
 
 
-class Scorer(Protocol):
-    """What ranking needs from a classifier: :class:`negstance.model.StanceClassifier` has both."""
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
-
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
-
-
 def suggest(
-    classifier: Scorer,
+    classifier: StanceClassifier,
     pool: CandidatePool,
     count: int,
     strategy: str = "diverse",

@@ -21,7 +21,6 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import broadcast, set_seed
 from datasets import Dataset
-from datasets.utils import logging as datasets_logging
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
@@ -32,7 +31,7 @@ from transformers import (
 )
 
 from negstance.model.checkpoint import build_model, check_max_length, save_checkpoint
-from negstance.model.classifier import cpu_supports_bf16, cuda_supports_bf16
+from negstance.model.classifier import native_bf16
 from negstance.model.errors import NegstanceError
 from negstance.model.labels import LABELS
 from negstance.train.config import TrainConfig
@@ -63,19 +62,13 @@ def resolve_mixed_precision(setting: str) -> str:
     with AVX-512 BF16 or AMX, where it trained mpnet 1.2x faster), else full precision."""
     if setting != "auto":
         return setting
-    if torch.cuda.is_available():
-        return "bf16" if cuda_supports_bf16() else "no"
-    return "bf16" if cpu_supports_bf16() else "no"
+    return "bf16" if native_bf16("cuda" if torch.cuda.is_available() else "cpu") else "no"
 
 
 def make_accelerator(mixed_precision: str, gradient_accumulation_steps: int) -> Accelerator:
-    """An ``Accelerator``, even where this process already made one with another precision.
-
-    accelerate keeps one state per process: a second training with another precision
-    (a notebook; evaluate.py after SetFit's own Trainer) is refused with a ValueError.
-    In a single process that state is only bookkeeping, so it is cleared and made anew;
-    under ``accelerate launch`` it also holds the process group, so there it is an error.
-    """
+    """An ``Accelerator``, even where this process already made one with another precision
+    (a notebook; evaluate.py after SetFit's Trainer): accelerate's one state per process is
+    reset, except under ``accelerate launch``, where it holds the process group (an error)."""
     try:
         return Accelerator(
             mixed_precision=mixed_precision,
@@ -98,19 +91,8 @@ def make_accelerator(mixed_precision: str, gradient_accumulation_steps: int) -> 
 
 def tokenize(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
     """Token ids per sentence (no padding: batches are padded to their longest)."""
-    # A "Map:" bar for a few hundred sentences that take milliseconds is noise.
-    was_enabled = datasets_logging.is_progress_bar_enabled()
-    datasets_logging.disable_progress_bar()
-    try:
-        encoded = dataset.map(
-            lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-            batched=True,
-            remove_columns=[name for name in dataset.column_names if name != "label"],
-        )
-    finally:
-        if was_enabled:
-            datasets_logging.enable_progress_bar()
-    return encoded.rename_column("label", "labels")
+    encoded = tokenizer(list(dataset["text"]), truncation=True, max_length=max_length)
+    return Dataset.from_dict({**encoded, "labels": list(dataset["label"])})
 
 
 def make_loader(
@@ -152,8 +134,6 @@ def init_head_from_linear_probe(
     """
     from sklearn.linear_model import LogisticRegression
 
-    if not hasattr(model, "embed"):
-        raise NegstanceError("head_init=linear_probe needs head=mean")
     model.eval()
     features, targets = [], []
     for batch in loader:
@@ -201,7 +181,6 @@ def evaluate_loader(
 def train(
     config: TrainConfig,
     train_dataset: Dataset | None = None,
-    eval_dataset: Dataset | None = None,
     save: bool = True,
 ) -> TrainResult:
     """Fine-tune a classifier as ``config`` says; save it to ``config.output_dir``.
@@ -232,6 +211,7 @@ def train(
         if accelerator.is_main_process and not config.no_progress:
             tqdm.write(message)
 
+    eval_dataset = None
     if train_dataset is None:
         full = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
         if config.validation_docs:

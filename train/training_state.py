@@ -1,16 +1,10 @@
 """Resumable training: the state after each epoch, written without pickle.
 
-Tensors (weights, optimiser moments, random-number-generator states) go to
-safetensors files; everything else (epoch, scheduler, history, config) to JSON.
-Loading a state therefore never runs code, unlike ``torch.load`` or
-``accelerator.save_state``, which pickle the optimiser.
-
-A state lives in ``<output_dir>.state/``, is replaced atomically after each
-epoch and is removed once the final checkpoint is saved. Resuming restores the
-model, optimiser, scheduler, the global torch RNG (dropout) and the shuffling
-generator (data order), so a resumed single-process run reproduces the
-uninterrupted one. fp16 loss-scaler state is not kept: an fp16 run resumes
-with a fresh scaler.
+Tensors go to safetensors files, everything else to JSON, so loading a state never runs
+code (unlike ``torch.load`` or ``accelerator.save_state``). A state lives in
+``<output_dir>.state/``, is replaced atomically after each epoch and removed once the
+checkpoint is saved. A resumed single-process run reproduces the uninterrupted one (model,
+optimiser, scheduler, RNGs, data order); an fp16 run resumes with a fresh loss scaler.
 """
 
 from __future__ import annotations
