@@ -1,8 +1,10 @@
 """The network: a linear head on the mean-pooled vectors of any encoder, and its config.
 
-Mean pooling is how sentence-transformers backbones were trained to be read. The
-``config.json`` (``model_type: negstance``) carries the encoder's own config, and
-importing this module registers the class with the ``Auto*`` classes (no remote code).
+Any ``AutoModel`` encoder (BERT, MPNet, RoBERTa, DeBERTa-v2, …), read by mean pooling
+as sentence-transformers backbones were trained to be. The ``config.json``
+(``model_type: negstance``) carries the encoder's own config, and importing this module
+registers the class with the ``Auto*`` classes (no remote code). ``head: cls`` uses stock
+``AutoModelForSequenceClassification`` instead.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ class NegstanceConfig(PretrainedConfig):
     @property
     def hidden_size(self) -> int:
         return int(self.encoder_config().hidden_size)  # DistilBERT calls it `dim`
+
+    @property
+    def max_position_embeddings(self) -> int | None:
+        """Token positions the encoder can read (RoBERTa-style encoders reserve two)."""
+        return usable_positions(self.encoder_config())
 
 
 def usable_positions(config: PretrainedConfig) -> int | None:
