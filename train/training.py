@@ -134,6 +134,8 @@ def init_head_from_linear_probe(
     """
     from sklearn.linear_model import LogisticRegression
 
+    if not hasattr(model, "embed"):  # a caller who bypassed TrainConfig's own check
+        raise NegstanceError("head_init=linear_probe needs head=mean")
     model.eval()
     features, targets = [], []
     for batch in loader:
