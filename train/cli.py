@@ -19,7 +19,13 @@ from typing import Any
 
 from negstance.model.cli import CheckpointOnFileOptions
 from negstance.model.errors import NegstanceError
-from negstance.model.options import option, parse_command_line, parse_options, script_main
+from negstance.model.options import (
+    build_parser,
+    option,
+    parse_command_line,
+    parse_subcommand,
+    script_main,
+)
 from negstance.train.config import (
     CONFIG_HELP,
     TrainConfig,
@@ -38,14 +44,14 @@ QUICK_REPORT_DIR = "runs/evaluation-quick"
 @script_main
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``train.py [--config FILE.yaml] [--key=value ...]``; prints where the checkpoint went."""
-    given, config_path = parse_command_line(
-        [TrainConfig],
-        list(argv or []),
-        description="Fine-tune the stance classifier. Every key can also be set in the YAML "
-        "file of --config; the command line wins.",
-        config_file=CONFIG_HELP,
+    description = (
+        "Fine-tune the stance classifier. Every key can also be set in the YAML file of "
+        "--config; the command line wins."
     )
-    config = load_config(config_path, given)
+    given = parse_command_line(
+        build_parser([TrainConfig], description=description, config_help=CONFIG_HELP), argv or []
+    )
+    config = load_config(given.pop("config", None), given)
     from negstance.train.training import train
     from negstance.train.training_state import state_dir_for
 
@@ -208,38 +214,16 @@ class MergeOptions:
     overwrite: bool = option(False, help="replace an existing output")
 
 
-def parse_label_command(argv: Sequence[str]) -> tuple[str, Any]:
-    """``label.py COMMAND [options]`` → the command's name and its options."""
-    arguments = list(argv)
-    command = arguments[0] if arguments else ""
-    if command not in LABEL_COMMANDS:
-        if command in ("-h", "--help"):
-            name = Path(sys.argv[0]).name
-            print(
-                f"usage: {name} COMMAND [options]\n\nGrow the labelled data: suggest sentences "
-                "to label, annotate them in the terminal, measure agreement, merge them into a "
-                "labelled JSONL for training.\n\ncommands:\n"
-                + "".join(f"  {key:9} {entry[1]}\n" for key, entry in LABEL_COMMANDS.items())
-                + f"\n{name} COMMAND --help lists a command's options with their defaults;\n"
-                "--debug shows the full traceback of an error (for bug reports)."
-            )
-            raise SystemExit(0)
-        if not command or command.startswith("-"):
-            raise NegstanceError("the following arguments are required: COMMAND (see --help)")
-        raise NegstanceError(
-            f"unknown command {command!r}: use one of {', '.join(LABEL_COMMANDS)} (see --help)"
-        )
-    cls, _, description, _ = LABEL_COMMANDS[command]
-    return command, parse_options(
-        cls, arguments[1:], f"{Path(sys.argv[0]).name} {command}", description
-    )
-
-
 @script_main
 def label_main(argv: Sequence[str] | None = None) -> int:
     """``label.py COMMAND ...``: suggest, annotate, agree or merge (see ``--help``)."""
-    command, args = parse_label_command(list(argv or []))
-    return LABEL_COMMANDS[command][3](args)
+    commands = {name: (cls, summary) for name, (cls, summary, _) in LABEL_COMMANDS.items()}
+    description = (
+        "Grow the labelled data: suggest sentences to label, annotate them in the terminal, "
+        "measure agreement, merge them into a labelled JSONL for training."
+    )
+    command, args = parse_subcommand(commands, list(argv or []), description=description)
+    return LABEL_COMMANDS[command][2](args)
 
 
 def _suggest_command(args: Any) -> int:
@@ -353,35 +337,26 @@ def _merge_command(args: Any) -> int:
     return 0
 
 
-LABEL_COMMANDS: dict[str, tuple[type, str, str, Callable[[Any], int]]] = {
+LABEL_COMMANDS: dict[str, tuple[type, str, Callable[[Any], int]]] = {
     "suggest": (
         SuggestOptions,
-        "rank the sentences of new articles for labelling",
-        "Split articles into sentences, drop those already labelled (exact and near "
-        "duplicates) and write the N most useful to label, best first, without model labels.",
+        "rank the sentences of new articles for labelling, best first, without model labels",
         _suggest_command,
     ),
     "annotate": (
         AnnotateOptions,
-        "label sentences in the terminal (resumable)",
-        "Label a file of sentences (suggest's output, or agree's disagreements). Keys: f favor, "
-        "a against, n none, ? ambiguous, s skip, b back, q quit. Every answer is saved at once; "
-        "the same command continues where it stopped. On a pipe, one key per line.",
+        "label sentences in the terminal (f favor, a against, n none, ? ambiguous, s skip, "
+        "b back, q quit); every answer is saved at once, a rerun continues",
         _annotate_command,
     ),
     "agree": (
         AgreeOptions,
-        "agreement of two or more annotators, and their disagreements",
-        "Cohen's kappa (two files) or Fleiss' kappa (more), raw agreement and confusion "
-        "tables; the disagreements go to --output, to adjudicate with annotate.",
+        "Cohen's or Fleiss' kappa of two or more annotators, and their disagreements",
         _agree_command,
     ),
     "merge": (
         MergeOptions,
-        "annotations and adjudications into a labelled .jsonl for training",
-        "One labelled row per sentence, in the seed set's format: the adjudicated label, else "
-        "the annotators' common one. Validated: labels, unique ids, no repeated texts, no "
-        "(near) copy of a --dev sentence.",
+        "annotations and adjudications into a labelled .jsonl for training (validated)",
         _merge_command,
     ),
 }
