@@ -1,8 +1,7 @@
-"""The options of every script, from dataclass fields: defaults < a YAML file < ``--key=value``.
+"""The options of every script, from dataclass fields: defaults < a YAML file < ``--key value``.
 
-A script declares its options as dataclass fields made with :func:`option` (type,
-default, one-line help); every mistake is a one-line ``NegstanceError``. Nothing
-here imports torch, so ``--help`` and usage errors answer at once.
+Plain argparse rather than transformers' ``HfArgumentParser``: importing transformers takes
+over a second, and ``--help`` and usage errors must answer before it (or torch) loads.
 
 Example:
     >>> from dataclasses import dataclass
@@ -18,25 +17,19 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import difflib
 import functools
-import os
 import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from negstance.model.errors import NegstanceError
 
 T = TypeVar("T")
-# Fields that take several values: `--key a b`, `--key a,b` or `--key a --key b`.
-LISTS = (list[str], str | list[str])
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 def option(
@@ -49,271 +42,212 @@ def option(
     positional: bool = False,
     short: str | None = None,
 ) -> Any:
-    """A dataclass field that is also a command-line option (and a YAML key).
-
-    ``run_only``: the value does not change the trained weights (paths, progress
-    bars), so :func:`negstance.train.config.config_diff` ignores it. No default
-    makes the option required; a list default is copied for every instance.
-    """
-    metadata = {
-        "help": help,
-        "run_only": run_only,
-        "minimum": minimum,
-        "choices": tuple(choices) if choices else None,
-        "positional": positional,
-        "short": short,
-    }
+    """A dataclass field that is also a command-line option and a YAML key. No default makes
+    it required; ``run_only`` marks a key that does not change trained weights."""
+    metadata = {"help": help, "run_only": run_only, "minimum": minimum, "choices": choices}
+    metadata |= {"positional": positional, "short": short}
     if isinstance(default, list):
-        copy = functools.partial(list, default)
-        return dataclasses.field(default_factory=copy, metadata=metadata)
+        return dataclasses.field(
+            default_factory=functools.partial(list, default), metadata=metadata
+        )
     return dataclasses.field(default=default, metadata=metadata)
 
 
-class OptionParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit 2, like every other user error."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        option, _, problem = message.removeprefix("argument ").partition(": ")
-        if problem == "expected one argument":
-            raise NegstanceError(f"{option} needs a value: {option}=VALUE")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one line, exit 2 through script_main
         raise NegstanceError(f"{message} (see --help)")
 
 
-def field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+class _Extend(argparse.Action):
+    """``--key a b``, ``--key a,b`` and ``--key a --key b`` all give ``[a, b]``."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        items = [item for value in values for item in value.split(",") if item]
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest, []), *items])
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(map(str, value)) or "none"
-    return repr(value) if value == "" else str(value)
+def _kinds(cls: type) -> dict[str, tuple[Any, ...]]:
+    """Each field's types: ``int | None`` → ``(int, NoneType)``; ``list[str]`` stays whole."""
+    hints = typing.get_type_hints(cls)
+    unions = (typing.Union, types.UnionType)
+    return {
+        name: typing.get_args(kind) if typing.get_origin(kind) in unions else (kind,)
+        for name, kind in hints.items()
+    }
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """One argument per field of ``cls`` but ``skip``, with its help and default (an earlier
-    class's field of the same name wins)."""
-    types_by_name = field_types(cls)
-    for item in dataclasses.fields(cls):
-        if item.name in skip or f"--{item.name}" in parser._option_string_actions:
-            continue
-        meta = item.metadata
-        help_text = meta.get("help", "")
-        default = (
-            item.default_factory()
-            if item.default_factory is not dataclasses.MISSING
-            else item.default
-        )
-        required = default is dataclasses.MISSING
-        if default is True:
-            help_text += f" (default: true; --{item.name}=false turns it off)"
-        elif not required and default is not None and not meta.get("positional"):
-            help_text += f" (default: {_shown(default)})"
-        if meta.get("positional"):
-            parser.add_argument(item.name, nargs="+", metavar=item.name.upper(), help=help_text)
-            continue
-        names = [f"--{item.name}", *([meta["short"]] if meta.get("short") else [])]
-        if types_by_name[item.name] is bool:  # --flag=false is taken out before argparse
-            parser.add_argument(*names, action="store_true", dest=item.name, help=help_text)
-            continue
-        choices = meta.get("choices")
-        metavar = "{" + ",".join(choices) + "}" if choices else item.name.upper()
-        many = {"nargs": "+", "action": "extend"} if types_by_name[item.name] in LISTS else {}
+def _convert(name: str, value: Any, kinds: tuple[Any, ...]) -> Any:
+    """A command-line string or a YAML value as the field's type."""
+    if list[str] in kinds and (isinstance(value, list) or str not in kinds or "," in value):
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            items = [item for item in items if item]
+            return items[0] if str in kinds and len(items) == 1 else items  # str | list[str]
+    elif value is None and type(None) in kinds:
+        return None
+    elif not isinstance(value, (list, dict)):
+        text = str(value)
+        for kind in (kind for kind in kinds if kind is not type(None)):
+            if kind is bool and text.lower() in TRUE + FALSE:
+                return text.lower() in TRUE
+            if kind is not bool:
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+    wanted = " or ".join(
+        getattr(kind, "__name__", str(kind)) for kind in kinds if kind is not type(None)
+    )
+    raise NegstanceError(f"{name} must be {wanted}, got {value!r}")
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, list):
+        return ",".join(default) or "none"
+    return {True: "true", False: "false", "": "''"}.get(default, str(default))
+
+
+def _add_option(parser: argparse.ArgumentParser, item: Any, kinds: tuple[Any, ...]) -> None:
+    meta, names = item.metadata, [f"--{item.name}", *filter(None, [item.metadata["short"]])]
+    if names[0] in parser._option_string_actions:  # a name two classes share: the first wins
+        return
+    default = item.default
+    if item.default_factory is not dataclasses.MISSING:
+        default = item.default_factory()
+    help_text = meta["help"]
+    if default not in (dataclasses.MISSING, None):
+        help_text += f" (default: {_shown(default)})"
+    if meta["positional"]:
+        parser.add_argument(item.name, nargs="*", action=_Extend, help=help_text)
+    elif kinds == (bool,):
         parser.add_argument(
-            *names, dest=item.name, required=required, metavar=metavar, help=help_text, **many
+            *names, dest=item.name, action="store_const", const="true", help=help_text
         )
+    else:
+        many = {"nargs": "+", "action": _Extend} if list[str] in kinds else {}
+        metavar = "{" + ",".join(meta["choices"]) + "}" if meta["choices"] else item.name.upper()
+        parser.add_argument(*names, dest=item.name, metavar=metavar, help=help_text, **many)
 
 
-def parse_command_line(
+def build_parser(
     classes: Sequence[type],
-    argv: Sequence[str],
     prog: str | None = None,
     description: str = "",
-    config_file: str = "",
-    skip: Sequence[str] = (),
-) -> tuple[dict[str, Any], str | None]:
-    """The options given on the command line (raw strings; bools True) and the ``--config`` path.
+    config_help: str = "",
+    parser: argparse.ArgumentParser | None = None,
+) -> argparse.ArgumentParser:
+    """An argparse parser (or ``parser``, filled) for the fields of ``classes``: only the options
+    given land in its result, so they can be laid over a YAML file's values."""
+    parser = parser or _Parser(prog=prog, description=description, allow_abbrev=False)
+    parser.argument_default = argparse.SUPPRESS
+    if config_help:
+        parser.add_argument("--config", metavar="FILE.yaml", help=config_help)
+    for cls in classes:
+        for item in dataclasses.fields(cls):
+            _add_option(parser, item, _kinds(cls)[item.name])
+    # Listed for --help; script_main acts on it and takes it out before parsing.
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return parser
 
-    ``config_file``: the help of a ``--config FILE.yaml`` option ("" for none); ``skip``:
-    fields of ``classes`` that this command does not take.
-    """
-    flags = {name for cls in classes for name, kind in field_types(cls).items() if kind is bool}
-    rest, explicit = [], {}
-    for argument in argv:
-        name, equals, value = argument.removeprefix("--").partition("=")
-        if argument.startswith("--") and equals and name in flags:
-            explicit[name] = value  # --flag=false: converted like any other value
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
+    """The options given in ``argv``, by name; an unknown one is named with the closest match."""
+    flags = {action.option_strings[0] for action in parser._actions if action.const == "true"}
+    explicit, rest = {}, []
+    for argument in argv:  # argparse's flags take no value: --flag=false is read here
+        name, equals, value = argument.partition("=")
+        if equals and name in flags:
+            explicit[name[2:]] = value
         else:
             rest.append(argument)
-    # By default the name it was run as: predict.py, or the console command negstance-predict.
-    prog = prog or Path(sys.argv[0]).name
-    parser = OptionParser(
-        prog=prog,
-        # The generated usage would list every training key twice over.
-        usage=f"{prog} [--config FILE.yaml] [--key VALUE ...]" if config_file else None,
-        description=description,
-        argument_default=argparse.SUPPRESS,  # only what was given: YAML values are not reset
-        allow_abbrev=False,  # else --seed would silently mean --seeds
-    )
-    if config_file:
-        parser.add_argument("--config", metavar="FILE.yaml", help=config_file)
-    for cls in classes:
-        add_options(parser, cls, skip)
-    debug_help = "show the full traceback of an error (for bug reports)"
-    parser.add_argument("--debug", action="store_true", help=debug_help)
-    namespace, unknown = parser.parse_known_args(rest)
+    given, unknown = parser.parse_known_args(rest)
     if unknown:
-        raise unknown_option_error(unknown[0], parser)
-    given = vars(namespace) | explicit
-    given.pop("debug", None)
-    return given, given.pop("config", None)
-
-
-def unknown_option_error(argument: str, parser: argparse.ArgumentParser) -> NegstanceError:
-    if not argument.startswith("-"):
-        return NegstanceError(f"expected --key=value, got {argument!r}")
-    name = argument.split("=", 1)[0]
-    known = [
-        name
-        for action in parser._actions
-        for name in action.option_strings
-        if name not in ("-h", "--help")
-    ]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else " (see --help)"
-    return NegstanceError(f"unknown option {name}{hint}")
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A YAML mapping, or a one-line error naming the file (and the line)."""
-    location = Path(path)
-    if location.is_dir():
-        yaml_files = sorted(location.glob("*.yaml"))
-        example = f" (e.g. {yaml_files[0]})" if yaml_files else ""
-        raise NegstanceError(f"config is a directory, not a YAML file: {location}{example}")
-    if not location.is_file():
-        raise NegstanceError(f"config file not found: {location}")
-    try:
-        loaded = yaml.safe_load(location.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None)
+        if not unknown[0].startswith("-"):
+            raise NegstanceError(f"unexpected argument {unknown[0]!r} (see --help)")
+        name = unknown[0].split("=", 1)[0]
+        close = difflib.get_close_matches(name, list(parser._option_string_actions), n=1)
         raise NegstanceError(
-            f"{location}{where}: not valid YAML" + (f" ({problem})" if problem else "")
-        ) from None
-    except UnicodeDecodeError:
-        raise NegstanceError(f"{location}: not UTF-8 text") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise NegstanceError(f"{location}: expected a mapping of config keys")
-    return loaded
+            f"unknown option {name}"
+            + (f" (did you mean {close[0]}?)" if close else " (see --help)")
+        )
+    values = vars(given) | explicit
+    values.pop("debug", None)
+    return values
 
 
-def unknown_key_error(name: str, cls: type, source: str) -> NegstanceError:
-    """``source: unknown key 'x' (did you mean 'y'?)``, or the list of known keys."""
-    known = list(field_types(cls))
-    close = difflib.get_close_matches(str(name), known, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-    return NegstanceError(f"{source}: unknown key {name!r} ({hint})")
-
-
-def convert(name: str, value: Any, expected: Any, source: str) -> Any:
-    """``value`` as the field's type; command-line strings are read as YAML scalars first."""
-    alternatives = _alternatives(expected)
-    strings = isinstance(value, list) and all(isinstance(item, str) for item in value)
-    if source == "command line" and strings and list[str] in alternatives:
-        value = ",".join(value)  # --labelled a.jsonl b.jsonl, or --labelled a.jsonl,b.jsonl
-    textual = str in alternatives or list[str] in alternatives
-    if source == "command line" and isinstance(value, str) and not textual:
-        # Paths, names and document ids stay verbatim: YAML would read "2025" or "001"
-        # as numbers and "on" as a boolean.
-        with contextlib.suppress(yaml.YAMLError):
-            value = yaml.safe_load(value) if value else ""
-    return _check_type(name, value, expected, source)
-
-
-def _alternatives(expected: Any) -> tuple[Any, ...]:
-    if typing.get_origin(expected) in (typing.Union, types.UnionType):
-        return typing.get_args(expected)
-    return (expected,)
-
-
-def _type_name(expected: Any) -> str:
-    names = [
-        getattr(kind, "__name__", str(kind)) if typing.get_origin(kind) is None else str(kind)
-        for kind in _alternatives(expected)
-        if kind is not type(None)
+def build(cls: type[T], layers: Sequence[tuple[Mapping[str, Any], str]]) -> T:
+    """``cls`` from its defaults, updated by each ``(values, source)`` layer in turn, checked."""
+    kinds, values = _kinds(cls), {}
+    for updates, source in layers:
+        for name, value in updates.items():
+            if name not in kinds:
+                close = difflib.get_close_matches(str(name), list(kinds), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise NegstanceError(f"{source}: unknown key {name!r}{hint}")
+            try:
+                values[name] = _convert(name, value, kinds[name])
+            except NegstanceError as error:
+                raise NegstanceError(f"{source}: {error}") from None
+    missing = [
+        item
+        for item in dataclasses.fields(cls)
+        if item.default is dataclasses.MISSING
+        and item.default_factory is dataclasses.MISSING
+        and values.get(item.name) in (None, [])
     ]
-    return " | ".join(names)
+    if missing:
+        label = (
+            missing[0].name.upper() if missing[0].metadata["positional"] else f"--{missing[0].name}"
+        )
+        raise NegstanceError(f"missing {label} (see --help)")
+    instance = cls(**values)
+    check_values(instance)
+    return instance
 
 
-def _check_type(name: str, value: Any, expected: Any, source: str) -> Any:
-    alternatives = _alternatives(expected)
-    if isinstance(value, str) and list[str] in alternatives and ("," in value or not value):
-        value = [item for item in value.split(",") if item]  # a,b.jsonl; "" is no item
-    for kind in alternatives:
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind is float and isinstance(value, str):  # YAML 1.1 reads "5e-5" as a string
-            with contextlib.suppress(ValueError):
-                return float(value)
-        if kind is str and isinstance(value, str):
-            return value
-        if kind is type(None) and value is None:
-            return None
-        if kind == list[str] and isinstance(value, str):
-            return [value]
-        if kind == list[str] and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    raise NegstanceError(
-        f"{source}: {name} must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
-    )
-
-
-def check_values(instance: Any, source: str) -> None:
+def check_values(instance: Any) -> None:
     """The ``minimum`` and ``choices`` that the fields of ``instance`` declare."""
     for item in dataclasses.fields(instance):
         value, meta = getattr(instance, item.name), item.metadata
-        if value is None:
-            continue
-        if meta.get("minimum") is not None and value < meta["minimum"]:
-            minimum = meta["minimum"]
-            raise NegstanceError(f"{source}: {item.name} must be at least {minimum}, got {value}")
+        if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
+            raise NegstanceError(f"{item.name} must be at least {meta['minimum']}, got {value}")
         if meta.get("choices") and value not in meta["choices"]:
             raise NegstanceError(
-                f"{source}: {item.name} must be one of {', '.join(meta['choices'])}, not {value!r}"
+                f"{item.name} must be one of {', '.join(meta['choices'])}, not {value!r}"
             )
-
-
-def resolve(cls: type[T], layers: Sequence[tuple[Mapping[str, Any], str]]) -> T:
-    """``cls`` from its defaults updated by each ``(values, source)`` layer in turn."""
-    types_by_name = field_types(cls)
-    values: dict[str, Any] = {}
-    for updates, source in layers:
-        for name, value in updates.items():
-            if name not in types_by_name:
-                raise unknown_key_error(name, cls, source)
-            values[name] = convert(name, value, types_by_name[name], source)
-    instance = cls(**values)
-    if not hasattr(instance, "validate"):  # a class with its own checks runs them itself
-        check_values(instance, "command line")
-    return instance
 
 
 def parse_options(
     cls: type[T], argv: Sequence[str] | None, prog: str | None = None, description: str = ""
 ) -> T:
     """``cls`` filled from ``argv`` (default: ``sys.argv[1:]``)."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    given, _ = parse_command_line([cls], arguments, prog, description)
-    return resolve(cls, [(given, "command line")])
+    parser = build_parser([cls], prog, description)
+    given = parse_command_line(parser, sys.argv[1:] if argv is None else argv)
+    return build(cls, [(given, "command line")])
+
+
+def parse_subcommand(
+    commands: Mapping[str, tuple[type, str]],
+    argv: Sequence[str],
+    prog: str | None = None,
+    description: str = "",
+) -> tuple[str, Any]:
+    """``prog COMMAND [options]``: the command's name and its options, ``commands`` mapping each
+    name to its options class and a one-line description (argparse subparsers)."""
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (cls, summary) in commands.items():
+        sub = subparsers.add_parser(name, help=summary, description=summary, allow_abbrev=False)
+        build_parser([cls], parser=sub)
+    argv = list(argv)
+    # The command's own parser, so that an unknown option is matched against its options.
+    if argv and argv[0] in commands:
+        command = argv[0]
+        given = parse_command_line(subparsers.choices[command], argv[1:])
+    else:
+        command = parse_command_line(parser, argv)["command"]  # --help, or an unknown command
+        given = {}
+    return command, build(commands[command][0], [(given, "command line")])
 
 
 def script_main(main: Any = None, *, interrupted: str = "") -> Any:

@@ -1,10 +1,6 @@
 """The README's first lines are the set-up commands; CI must run the same test command."""
 
-import dataclasses
-import re
 from pathlib import Path
-
-from negstance.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +27,11 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in ci_script
     # And installs at least the README's extras first, so CI tests what the README sets
     # up (CI adds setfit, whose baseline test is skipped where it is not installed).
-    readme_extras = tests.split("&&")[1].split()[-1].strip('".[]').split(",")
+    readme_install = next(part for part in tests.split("&&") if "pip install -e" in part)
+    readme_extras = readme_install.split()[-1].strip('".[]').split(",")
+    assert readme_install.strip() in ci_script.replace("-q ", "").replace(',setfit', "")
+    backbones = next(part for part in tests.split("&&") if "--no-deps" in part).strip()
+    assert backbones in ci_script.replace("-q ", "")
     ci_install = next(line for line in ci_script.splitlines() if "pip install -q -e" in line)
     ci_extras = ci_install.split()[-1].strip('".[]').split(",")
     assert "dev" in readme_extras
@@ -48,10 +48,3 @@ def test_readme_paths_exist():
     ):
         assert path in main_job
         assert (REPO / path).exists(), path
-
-
-def test_readme_config_table_lists_every_key_and_marks_the_run_only_ones():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    rows = dict(re.findall(r"^\| `(\w+)`( †)? \|", readme, flags=re.MULTILINE))
-    fields = {item.name: item.metadata["run_only"] for item in dataclasses.fields(TrainConfig)}
-    assert {name: bool(mark) for name, mark in rows.items() if name in fields} == fields

@@ -1,26 +1,23 @@
-"""``scripts/train.py`` and ``scripts/predict.py`` through ``main(argv)``, imported by path.
-
-This is how transformers' examples are tested: the script module is loaded from
-its file and its ``main`` called with an argument list, in-process.
-"""
+"""``scripts/train.py`` and ``scripts/predict.py`` through ``main(argv)``, imported by path, as
+transformers' examples are tested; one real process for the exit status and the traceback."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import load_script
 
 from negstance.model import LABELS, StanceClassifier
+from negstance.model.errors import NegstanceError
 from negstance.train.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-
 SENTENCES = [
     "The Kremlin said Putin is ready for talks without preconditions.",
     "Kyiv rejected the proposal outright.",
@@ -29,249 +26,144 @@ SENTENCES = [
     "Ukraine would never accept the loss of its territory, whatever Washington proposes.",
     "Peace now?",
 ]
-PROBABILITY_COLUMNS = [f"prob_{label}" for label in LABELS]
+train_main, predict_main = load_script("train").main, load_script("predict").main
 
 
 @pytest.fixture(scope="module")
-def train_main() -> Callable[[list[str]], int]:
-    return load_script("train").main
-
-
-@pytest.fixture(scope="module")
-def predict_main() -> Callable[[list[str]], int]:
-    return load_script("predict").main
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_backbone_dir: Path, tmp_path_factory, train_main) -> tuple[Path, list[str]]:
+def trained_run(tiny_backbone_dir: Path, tmp_path_factory) -> tuple[Path, list[str]]:
     """One short training run through ``scripts/train.py``; (output dir, its arguments)."""
     output_dir = tmp_path_factory.mktemp("script_train") / "run"
     arguments = [
         f"--model_name_or_path={tiny_backbone_dir}",
         f"--output_dir={output_dir}",
-        f"--data_path={REPO / 'data' / 'seed_sentences.jsonl'}",
         "--num_train_epochs=2",
         "--per_device_train_batch_size=32",
         "--learning_rate=1e-3",
         "--no_progress",
     ]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert train_main(arguments) == 0
-    finally:
-        torch.set_num_threads(previous)
+    assert train_main(arguments) == 0
     return output_dir, arguments
 
 
-@pytest.fixture(scope="module")
-def expected_probabilities(trained_run: tuple[Path, list[str]]) -> np.ndarray:
-    classifier = StanceClassifier.from_pretrained(trained_run[0], device="cpu", precision="fp32")
-    return classifier.predict_proba(SENTENCES)
-
-
-def test_train_script_writes_checkpoint_config_metrics_log_and_card(
-    trained_run: tuple[Path, list[str]],
-) -> None:
+def test_train_script_writes_checkpoint_config_metrics_log_and_card(trained_run) -> None:
     output_dir, arguments = trained_run
-    for name in (
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "config.yaml",
-        "metrics.json",
-        "train.log",
-        "README.md",
-    ):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "train.log", "README.md"):
         assert (output_dir / name).is_file(), name
     assert load_config(output_dir / "config.yaml") == load_config(None, arguments)
     metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["num_processes"] == 1
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
-    assert metrics["final_train_loss"] == metrics["epochs"][-1]["train_loss"]
-    log = (output_dir / "train.log").read_text(encoding="utf-8")
-    assert "1 process(es)" in log
-    assert "epoch=2" in log
-    assert "pipeline_tag: text-classification" in (output_dir / "README.md").read_text("utf-8")
 
 
 def test_train_script_reads_a_yaml_config_and_lets_the_command_line_win(
-    tiny_backbone_dir: Path, tmp_path: Path, train_main
+    tiny_backbone_dir: Path, tmp_path: Path
 ) -> None:
     config_path = tmp_path / "config.yaml"
     config_path.write_text("num_train_epochs: 5\nlearning_rate: 1.0e-3\n", encoding="utf-8")
     output_dir = tmp_path / "run"
-    arguments = [
-        "--config",
-        str(config_path),
-        f"--model_name_or_path={tiny_backbone_dir}",
-        f"--output_dir={output_dir}",
-        "--num_train_epochs=1",
-        "--per_device_train_batch_size=64",
-        "--no_progress",
-    ]
-    assert train_main(arguments) == 0
+    options = [f"--model_name_or_path={tiny_backbone_dir}", f"--output_dir={output_dir}"]
+    options += ["--num_train_epochs=1", "--per_device_train_batch_size=64", "--no_progress"]
+    assert train_main(["--config", str(config_path), *options]) == 0
     used = load_config(output_dir / "config.yaml")
-    assert used.num_train_epochs == 1
-    assert used.learning_rate == 1e-3
+    assert (used.num_train_epochs, used.learning_rate) == (1, 1e-3)
 
 
-def test_train_script_bad_key_is_one_line_error_exit_2(
-    train_main, capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("yaml_text", "extra", "named"),
+    [
+        ("learnig_rate: 3e-5\n", [], "config.yaml"),
+        ("head: [mean\n", [], "config.yaml"),
+        ("head: cls\nhead_init: linear_probe\n", [], "head_init"),
+        ("", ["--overwrit"], "--overwrit"),
+        ("", ["epochs"], "epochs"),
+    ],
+)
+def test_train_script_mistakes_are_one_line_and_write_nothing(
+    tmp_path: Path, capsys, yaml_text: str, extra: list[str], named: str
 ) -> None:
-    assert train_main(["--lr=0.1", f"--output_dir={tmp_path / 'run'}"]) == 2
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    argv = ["--config", str(config), f"--output_dir={tmp_path / 'run'}", *extra]
+    assert train_main(argv) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ")
-    assert "unknown option --lr" in error
-    assert error.count("\n") == 1
-    assert "Traceback" not in error
+    assert error.startswith("error: ") and error.count("\n") == 1 and named in error
     assert not (tmp_path / "run").exists()
-
-
-def read_output(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def check_predictions(rows: list[dict], text_column: str, expected: np.ndarray) -> None:
-    """Rows in input order, with label/score/probabilities matching StanceClassifier."""
-    assert [row[text_column] for row in rows] == SENTENCES
-    probabilities = np.array(
-        [[float(row[column]) for column in PROBABILITY_COLUMNS] for row in rows]
-    )
-    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=2e-6)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    for row, probability_row in zip(rows, expected, strict=True):
-        assert row["label"] == LABELS[int(probability_row.argmax())]
-        assert float(row["score"]) == pytest.approx(float(probability_row.max()), abs=2e-6)
 
 
 def write_input(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
     """An input file of ``kind`` holding SENTENCES, and the extra predict.py options it needs."""
+    path = tmp_path / f"input.{kind}"
     if kind == "txt":
-        path = tmp_path / "input.txt"
         path.write_text("\n".join(SENTENCES), encoding="utf-8")  # no newline at the end
         return path, []
     if kind == "jsonl":
-        path = tmp_path / "input.jsonl"
         rows = [
-            {"id": f"s{index}", "text": text, "source": {"page": index}}
-            for index, text in enumerate(SENTENCES)
+            {"id": f"s{i}", "text": text, "source": {"page": i}} for i, text in enumerate(SENTENCES)
         ]
         path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         return path, []
-    path = tmp_path / "input.csv"
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "sentence"])
-        writer.writerows([f"s{index}", text] for index, text in enumerate(SENTENCES))
+        csv.writer(handle).writerows(
+            [["id", "sentence"], *([f"s{i}", t] for i, t in enumerate(SENTENCES))]
+        )
     return path, ["--text_column", "sentence"]
 
 
-@pytest.mark.parametrize("output_kind", ["jsonl", "csv"])
-@pytest.mark.parametrize("input_kind", ["txt", "jsonl", "csv"])
-def test_predict_script_every_input_and_output_format(
-    trained_run: tuple[Path, list[str]],
-    expected_probabilities: np.ndarray,
-    predict_main,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    input_kind: str,
-    output_kind: str,
+@pytest.mark.parametrize(
+    ("input_kind", "output_kind"), [("txt", "csv"), ("jsonl", "csv"), ("csv", "jsonl")]
+)
+def test_predict_script_reads_and_writes_every_format_in_input_order(
+    trained_run, tmp_path: Path, capsys, input_kind: str, output_kind: str
 ) -> None:
     input_path, options = write_input(tmp_path, input_kind)
     output_path = tmp_path / f"predictions.{output_kind}"
-    status = predict_main(
-        [
-            "--model",
-            str(trained_run[0]),
-            "--input",
-            str(input_path),
-            "--output",
-            str(output_path),
-            "--batch_size",
-            "2",  # several length-sorted batches
-            "--precision",
-            "fp32",
-            "--no_progress",
-            *options,
-        ]
+    argv = [
+        "--model",
+        str(trained_run[0]),
+        "--input",
+        str(input_path),
+        "--output",
+        str(output_path),
+    ]
+    argv += ["--batch_size", "2", "--precision", "fp32", "--no_progress", *options]
+    assert predict_main(argv) == 0, capsys.readouterr().err
+    if output_kind == "jsonl":
+        rows = [json.loads(line) for line in output_path.read_text(encoding="utf-8").splitlines()]
+    else:
+        with output_path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    assert [row["sentence" if input_kind == "csv" else "text"] for row in rows] == SENTENCES
+    expected = StanceClassifier.from_pretrained(trained_run[0], device="cpu").predict_proba(
+        SENTENCES
     )
-    assert status == 0, capsys.readouterr().err
-    assert f"wrote {output_path}" in capsys.readouterr().out
-    rows = read_output(output_path)
-    text_column = "sentence" if input_kind == "csv" else "text"
-    check_predictions(rows, text_column, expected_probabilities)
-    if input_kind != "txt":
-        assert [row["id"] for row in rows] == [f"s{index}" for index in range(len(SENTENCES))]
-    if input_kind == "jsonl":
-        carried = [row["source"] for row in rows]
-        if output_kind == "csv":  # nested values are written as JSON text
-            carried = [json.loads(value) for value in carried]
-        assert carried == [{"page": index} for index in range(len(SENTENCES))]
+    found = np.array([[float(row[f"prob_{label}"]) for label in LABELS] for row in rows])
+    np.testing.assert_allclose(found, expected, atol=2e-6)
+    assert [row["label"] for row in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
+    if input_kind == "jsonl":  # other fields are carried through (nested ones as JSON in a CSV)
+        assert [json.loads(row["source"]) for row in rows] == [{"page": i} for i in range(5)]
     assert not list(tmp_path.glob("*.partial*"))
 
 
-def test_predict_script_missing_text_column_is_one_line_error_exit_2(
-    trained_run: tuple[Path, list[str]],
-    predict_main,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    input_path, _ = write_input(tmp_path, "csv")
-    output_path = tmp_path / "out.jsonl"
-    status = predict_main(
-        [
-            "--model",
-            str(trained_run[0]),
-            "--input",
-            str(input_path),
-            "--output",
-            str(output_path),
-            "--no_progress",
-        ]
-    )
-    error = capsys.readouterr().err
-    assert status == 2
-    assert error.startswith("error: ") and error.count("\n") == 1
-    assert "no 'text' column" in error
-    assert not output_path.exists()
+def test_a_script_exits_2_without_traceback_and_debug_keeps_it(tiny_checkpoint_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
+    argv = ["--model", str(tiny_checkpoint_dir), "--no_progress", "--input", str(source)]
+    argv += ["--output", str(tmp_path / "out.jsonl")]
+    command = [sys.executable, str(REPO / "scripts" / "predict.py"), *argv]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2 and finished.stdout == ""
+    assert finished.stderr.startswith("error: ") and finished.stderr.count("\n") == 1
+    assert str(source) in finished.stderr and "2" in finished.stderr  # the file and its line
+    assert not list(tmp_path.glob("out.jsonl*"))
+    with pytest.raises(NegstanceError):
+        predict_main([*argv, "--debug"])
 
 
-def test_bench_script_times_train_and_states_the_budget(
-    tiny_backbone_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bench_train_times_train_and_refuses_bad_options(tiny_backbone_dir: Path, capsys) -> None:
     bench_main = load_script("bench_train").main
-    status = bench_main(
-        [
-            "--repeats",
-            "2",
-            f"--model_name_or_path={tiny_backbone_dir}",
-            "--num_train_epochs=1",
-            "--per_device_train_batch_size=64",
-        ]
-    )
-    output = capsys.readouterr().out
-    assert status == 0
-    assert output.count("s wall for train() (1 epochs x 153 sentences") == 2
-    assert "sentences/s" in output
-    assert "budget <= 180 s on a 2-core CPU: met" in output
-
-
-def test_bench_script_rejects_bad_overrides(capsys: pytest.CaptureFixture[str]) -> None:
-    assert load_script("bench_train").main(["--repeats", "0"]) == 2
-    assert load_script("bench_train").main(["--lr=1"]) == 2
+    options = [f"--model_name_or_path={tiny_backbone_dir}", "--num_train_epochs=1"]
+    assert bench_main(["--repeats", "2", *options, "--per_device_train_batch_size=64"]) == 0
+    assert capsys.readouterr().out.count("s wall for train()") == 2
+    assert bench_main(["--repeats", "0"]) == 2
+    assert bench_main(["--lr=1"]) == 2
     assert capsys.readouterr().err.count("error: ") == 2
-
-
-@pytest.mark.parametrize("name", ["train", "predict", "evaluate"])
-def test_help_lists_debug(name: str, capsys) -> None:
-    # --debug is taken out of argv before parsing, so only --help can tell users of it.
-    try:
-        status = load_script(name).main(["--help"])
-    except SystemExit as exit_status:  # argparse's --help exits
-        status = exit_status.code
-    assert status == 0
-    assert "--debug" in capsys.readouterr().out

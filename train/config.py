@@ -20,14 +20,7 @@ import yaml
 
 from negstance.model.backbones import DEFAULT_BACKBONE
 from negstance.model.errors import NegstanceError
-from negstance.model.options import (
-    check_values,
-    field_types,
-    option,
-    parse_command_line,
-    read_yaml,
-    resolve,
-)
+from negstance.model.options import build, build_parser, check_values, option, parse_command_line
 
 T = TypeVar("T")
 CONFIG_HELP = "a YAML file of training keys (configs/*.yaml); --key=value wins"
@@ -118,7 +111,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Reject values no run could use; returns ``self`` for chaining."""
-        check_values(self, "config")  # minimum and choices, declared on the fields
+        check_values(self)  # minimum and choices, declared on the fields
         if not 0 <= self.seed < 2**32:  # numpy's seed range; set_seed crashes outside it
             raise NegstanceError(f"config: seed must be in [0, 2**32), got {self.seed}")
         if not 0 < self.learning_rate < float("inf"):
@@ -167,25 +160,42 @@ def config_diff(
     }
 
 
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML file's mapping of config keys; a missing or broken file is one line naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    except OSError as error:
+        raise NegstanceError(f"cannot read config {path}: {error.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "not UTF-8 text"
+        raise NegstanceError(f"{path}{where}: not valid YAML ({problem})") from None
+    if not isinstance(loaded, dict | None):
+        raise NegstanceError(f"{path}: expected a mapping of config keys")
+    return loaded or {}
+
+
 def load_config(
     config_path: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
 ) -> TrainConfig:
-    """Defaults, then the YAML file, then overrides (``--key=value`` strings or a dict); validated.
+    """Defaults, then the YAML file, then overrides (``--key=value`` strings or a dict); checked.
 
     Example:
         >>> load_config(None, ["--learning_rate=3e-5"]).learning_rate
         3e-05
     """
     if not isinstance(overrides, Mapping):
-        overrides, _ = parse_command_line([TrainConfig], overrides, prog="train.py")
+        overrides = parse_command_line(build_parser([TrainConfig]), overrides)
     layers = []
     if config_path is not None:
         values = read_yaml(config_path)
         if "show_progress" in values:  # the key's name before #15, in saved config.yaml files
             values.setdefault("no_progress", not values.pop("show_progress"))
         layers.append((values, str(config_path)))
-    return resolve(TrainConfig, [*layers, (overrides, "command line")])
+    return build(TrainConfig, [*layers, (overrides, "command line")])
 
 
 def parse_options_and_config(
@@ -199,18 +209,19 @@ def parse_options_and_config(
 ) -> tuple[T, TrainConfig]:
     """A script's own options (``cls``) and a training config, from one command line.
 
-    The command line takes ``cls``'s options, ``--config FILE.yaml`` (else
-    ``default_config``) and every ``TrainConfig`` key but ``skip``; ``presets(options)``
-    sets training keys above the YAML and below the command line.
+    It takes ``cls``'s options, ``--config FILE.yaml`` (else ``default_config``) and every
+    ``TrainConfig`` key but ``skip``; ``presets(options)`` sets training keys above the YAML
+    and below the command line.
 
     Example:
         >>> options, config = parse_options_and_config(Bench, ["--repeats=2"])  # doctest: +SKIP
     """
-    given, config_path = parse_command_line(
-        [cls, TrainConfig], argv, prog, description, config_file=CONFIG_HELP, skip=skip
-    )
-    own = field_types(cls)
-    options = resolve(cls, [({k: v for k, v in given.items() if k in own}, "command line")])
+    parser = build_parser([cls, TrainConfig], prog, description, CONFIG_HELP)
+    given = parse_command_line(parser, argv)
+    if not_here := sorted(set(given) & set(skip)):
+        raise NegstanceError(f"--{not_here[0]} does not apply to this command (see --help)")
+    config_path = given.pop("config", None) or default_config
+    own = {item.name for item in dataclasses.fields(cls)}
+    options = build(cls, [({k: v for k, v in given.items() if k in own}, "command line")])
     overrides = {k: v for k, v in given.items() if k not in own}
-    config = load_config(config_path or default_config, {**presets(options), **overrides})
-    return options, config
+    return options, load_config(config_path, {**presets(options), **overrides})
