@@ -35,7 +35,7 @@ from negstance.train.config import (
 from negstance.train.suggest import STRATEGIES, UNCERTAINTY_MEASURES
 
 # Training keys that mean nothing in an evaluation: no model is saved, every run starts fresh.
-NOT_FOR_EVALUATION = ("overwrite", "resume_from", "save_state_every_epoch", "evaluation_report")
+NOT_FOR_EVALUATION = ("overwrite", "resume_from", "save_state_steps", "evaluation_report")
 DEFAULT_REPORT_DIR = "reports/evaluation"
 # A smoke test must never overwrite the real report that model cards quote.
 QUICK_REPORT_DIR = "runs/evaluation-quick"
@@ -52,19 +52,15 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         build_parser([TrainConfig], description=description, config_help=CONFIG_HELP), argv or []
     )
     config = load_config(given.pop("config", None), given)
-    from negstance.train.training import train
-    from negstance.train.training_state import state_dir_for
+    from negstance.train.training import state_dir_for, train
 
     try:
         result = train(config)
     except KeyboardInterrupt:
         state = state_dir_for(config.output_dir)
-        hint = (
-            f"rerun the same command with --resume_from={state}"
-            if state.exists()
-            else "no epoch was finished, nothing to resume"
-        )
-        print(f"interrupted: {hint}", file=sys.stderr)
+        hint = f"rerun the same command with --resume_from={state}"
+        if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one line in all
+            print(f"interrupted: {hint if state.exists() else 'no state saved'}", file=sys.stderr)
         return 130
     if result.output_dir is not None:
         seconds = result.metrics["train_seconds"]
@@ -164,8 +160,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 @dataclass
 class SuggestOptions(CheckpointOnFileOptions):
     input: str = option(
-        help="a folder of .txt articles, one .txt article, or a .jsonl/.csv with one document "
-        "per record"
+        help="a folder of .txt articles (one per file), or a .txt/.jsonl/.csv with one document "
+        "per line or record, as predict.py --documents reads it"
     )
     output: str = option(help="suggestions .jsonl")
     number: int = option(50, help="sentences to suggest", minimum=1, short="-n")
@@ -182,8 +178,8 @@ class SuggestOptions(CheckpointOnFileOptions):
     )
     labelled: list[str] = option(
         [],
-        help="labelled data and dev sets (a,b.jsonl): their sentences, or near copies, are "
-        "never suggested",
+        help="labelled .jsonl files and dev sets (a,b.jsonl; a text field): their sentences, "
+        "or near copies, are never suggested",
     )
     seed: int = option(0, help="seed of --strategy random")
     batch_size: int = option(32, help="sentences per forward pass", minimum=1)
@@ -199,7 +195,7 @@ class AnnotateOptions:
 @dataclass
 class AgreeOptions:
     files: list[str] = option(help="annotation .jsonl files", positional=True)
-    output: str = option(help="disagreements .jsonl")
+    output: str = option("", help="disagreements .jsonl, to adjudicate (default: not written)")
     sentences: str = option("", help="id and text of the sentences, for files that carry ids only")
     overwrite: bool = option(False, help="replace an existing output")
 
@@ -230,13 +226,16 @@ def _suggest_command(args: Any) -> int:
     from negstance.model.checkpoint import check_checkpoint_dir
     from negstance.model.classifier import StanceClassifier
     from negstance.train import labeling, suggest
+    from negstance.train.data import read_labelled_records
 
-    output = labeling.check_jsonl_output(
-        args.output, args.overwrite, inputs=[args.input, *args.labelled]
-    )
+    inputs = [args.input, *args.labelled]
+    output = labeling.check_jsonl_output(args.output, args.overwrite, inputs)
     check_checkpoint_dir(args.model)  # before reading: a wrong --model is said at once
     documents = suggest.read_documents(args.input, args.text_column, args.encoding)
-    labelled = [text for path in args.labelled for text in suggest.read_texts(path)]
+    # One file at a time: a round's suggestions and its merged labels share ids.
+    labelled = [
+        row["text"] for path in args.labelled for row in read_labelled_records(path, ["text"])
+    ]
     pool = suggest.candidate_pool(suggest.sentence_rows(documents), labelled)
     if not pool.rows:
         raise NegstanceError(
@@ -244,20 +243,12 @@ def _suggest_command(args: Any) -> int:
             "already labelled or repeat one another"
         )
     classifier = StanceClassifier.from_pretrained(args.model, device=args.device)
-    rows = suggest.suggest(
-        classifier,
-        pool,
-        args.number,
-        strategy=args.strategy,
-        measure=args.uncertainty,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    options = {"strategy": args.strategy, "measure": args.uncertainty, "seed": args.seed}
+    rows = suggest.suggest(classifier, pool, args.number, batch_size=args.batch_size, **options)
     labeling.write_jsonl(output, rows)
     print(
         f"wrote {output}: {len(rows)} sentences to label ({args.strategy}), from "
-        f"{len(pool.rows)} candidates ({len(documents)} document{'s' * (len(documents) != 1)}, "
-        f"{pool.sentences} sentences; "
+        f"{len(pool.rows)} candidates ({len(documents)} documents, {pool.sentences} sentences; "
         f"dropped {pool.already_labelled} already labelled, {pool.repeats} repeats)"
     )
     return 0
@@ -266,23 +257,20 @@ def _suggest_command(args: Any) -> int:
 def _annotate_command(args: Any) -> int:
     from negstance.train.annotate import run
 
+    def kept() -> str:
+        if not Path(args.output).exists():
+            return "no answer was given, nothing saved"
+        return f"every answer given is saved in {args.output}; run the same command to continue"
+
     try:
         run(args.input, args.output, args.annotator)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: every answer given is saved in {args.output}; "
-            "run the same command to continue",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted: {kept()}", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # stdout was closed (`| head`): no sentence can be shown any more. Point it at
-        # /dev/null, or Python's own flush at exit fails again.
+        # stdout was closed (`| head`): point it at /dev/null, or Python's flush at exit fails.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print(
-            f"stopped: the output was closed; every answer given is saved in {args.output}",
-            file=sys.stderr,
-        )
+        print(f"stopped: the output was closed; {kept()}", file=sys.stderr)
         return 141  # 128 + SIGPIPE, as the shell reports a process killed by a closed pipe
     return 0
 
@@ -290,49 +278,45 @@ def _annotate_command(args: Any) -> int:
 def _agree_command(args: Any) -> int:
     from negstance.train import labeling
 
-    if len(args.files) < 2:
-        raise NegstanceError("agree needs two or more annotation files")
-    extra = [args.sentences] if args.sentences else []
-    output = labeling.check_jsonl_output(args.output, args.overwrite, [*args.files, *extra])
+    inputs = [*args.files, args.sentences]
+    output = args.output and labeling.check_jsonl_output(args.output, args.overwrite, inputs)
     files = [labeling.read_annotations(path) for path in args.files]
     sentences = labeling.read_sentences(args.sentences) if args.sentences else None
-    result = labeling.agreement(files, sentences)
-    labeling.write_jsonl(output, result.disagreements)
-    print(labeling.render_agreement(result))
-    count = len(result.disagreements)
-    print(f"\n{count} disagreement{'s' * (count != 1)} written to {output}")
-    if result.disagreements and any("text" not in row for row in result.disagreements):
+    report, disagreements = labeling.agreement(files, sentences)
+    if output:
+        labeling.write_jsonl(output, disagreements)
+    count = f"{len(disagreements)} disagreement{'s' * (len(disagreements) != 1)}"
+    print(f"{report}\n\n{count} " + (f"written to {output}" if output else "(--output FILE.jsonl)"))
+    if output and any("text" not in row for row in disagreements):
         print("  (they carry no text: pass --sentences FILE to include it)")
-    elif result.disagreements:
-        print(
-            f"  adjudicate them: {Path(sys.argv[0]).name} annotate --input {output} "
-            "--output ADJUDICATED.jsonl --annotator NAME"
-        )
+    elif output and disagreements:
+        command = f"{Path(sys.argv[0]).name} annotate --input {output}"
+        print(f"  adjudicate them: {command} --output FILE.jsonl --annotator NAME")
     return 0
 
 
 def _merge_command(args: Any) -> int:
-    from negstance.train import labeling, suggest
+    from negstance.model.labels import LABELS
+    from negstance.train import labeling
+    from negstance.train.data import read_labelled_records
 
-    extra = [path for path in (args.adjudicated, args.sentences, args.dev) if path]
-    output = labeling.check_jsonl_output(args.output, args.overwrite, [*args.files, *extra])
+    inputs = [*args.files, args.adjudicated, args.sentences, args.dev]
+    output = labeling.check_jsonl_output(args.output, args.overwrite, inputs)
     files = [labeling.read_annotations(path) for path in args.files]
     adjudicated = labeling.read_annotations(args.adjudicated) if args.adjudicated else None
     sentences = labeling.read_sentences(args.sentences) if args.sentences else None
-    dev_texts = suggest.read_texts(args.dev) if args.dev else ()
-    merged = labeling.merge_annotations(
-        files, adjudicated, sentences, dev_texts, dev_name=str(args.dev)
-    )
+    dev = [row["text"] for row in read_labelled_records(args.dev, ["text"])] if args.dev else []
+    merged = labeling.merge_annotations(files, adjudicated, sentences, dev, str(args.dev))
     if not merged.rows:
         raise NegstanceError(f"nothing to merge: all {len(merged.dropped)} sentences were skipped")
     labeling.write_jsonl(output, merged.rows)
-    reasons = Counter(merged.dropped.values())
-    dropped = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+    labels = Counter(row["label"] for row in merged.rows)
+    dropped = "; ".join(f"{n} {why}" for why, n in Counter(merged.dropped.values()).items())
     print(
-        f"wrote {output}: {len(merged.rows)} labelled sentences "
-        f"({labeling.label_counts(merged.rows)}; "
-        f"{sum(row['ambiguous'] for row in merged.rows)} ambiguous; "
-        f"{merged.adjudicated} adjudicated)" + (f"; dropped {dropped}" if dropped else "")
+        f"wrote {output}: {len(merged.rows)} labelled sentences ("
+        + ", ".join(f"{label} {labels[label]}" for label in LABELS)
+        + f"; {sum(row['ambiguous'] for row in merged.rows)} ambiguous; "
+        f"{merged.adjudicated} adjudicated)" + f"; dropped {dropped}" * bool(dropped)
     )
     return 0
 

@@ -1,16 +1,13 @@
-"""The training configuration: one dataclass; YAML files and ``--key=value`` fill it.
+"""The training configuration: one dataclass, filled by defaults < a YAML file < ``--key value``.
 
-Precedence, lowest first: the field defaults, the YAML file, the command line
-(:mod:`negstance.model.options`). Unknown keys, wrong types and impossible values
-are refused with a one-line message; the resolved config is written next to every
-checkpoint. Keys marked ``run_only`` do not change the trained weights: resuming,
-the model card and evaluation compare configs with :func:`config_diff`, which
-skips them.
+Keys marked ``run_only`` do not change the trained weights; :func:`config_diff` skips them
+when resuming, and when the model card and evaluation compare configs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,40 +29,22 @@ class TrainConfig:
 
     # Data and model
     data_path: str | list[str] = option(
-        "data/seed_sentences.jsonl",
-        help="labelled JSONL (text, label; id, doc, ambiguous optional), or several: "
-        "a YAML list or a,b.jsonl",
+        "data/seed_sentences.jsonl", help="labelled JSONL file(s): a YAML list or a,b.jsonl"
     )
     output_dir: str = option("runs/default", help="where the checkpoint goes", run_only=True)
-    model_name_or_path: str = option(
-        DEFAULT_BACKBONE,
-        help="backbone: a hub id or a local path (the packaged ids resolve offline)",
-    )
-    head: str = option(
-        "mean",
-        help="mean: linear layer on mean-pooled token vectors, any encoder; cls: stock "
-        "AutoModelForSequenceClassification",
-        choices=("mean", "cls"),
-    )
-    max_length: int = option(
-        128,
-        help="tokens per sentence, longer ones are truncated (the seed set's longest: 49)",
-        minimum=1,
-    )
+    model_name_or_path: str = option(DEFAULT_BACKBONE, help="backbone: packaged id or local path")
+    head: str = option("mean", help="mean pooling + linear, or cls", choices=("mean", "cls"))
+    max_length: int = option(128, help="tokens per sentence (longer: truncated)", minimum=1)
     exclude_ambiguous: bool = option(False, help="drop sentences marked ambiguous")
     validation_docs: list[str] = option([], help="documents held out for per-epoch validation")
     evaluation_report: str = option(
-        "reports/evaluation/report.json",
-        help="evaluation report (scripts/evaluate.py) quoted in the model card; '' for none",
-        run_only=True,
+        "reports/evaluation/report.json", help="report quoted in the model card", run_only=True
     )
 
     # Optimisation
     num_train_epochs: int = option(10, help="passes over the training sentences", minimum=1)
     per_device_train_batch_size: int = option(16, help="sentences per step and process", minimum=1)
-    per_device_eval_batch_size: int = option(
-        64, help="sentences per validation/probe batch", minimum=1
-    )
+    per_device_eval_batch_size: int = option(64, help="sentences per probe batch", minimum=1)
     gradient_accumulation_steps: int = option(1, help="steps per optimiser update", minimum=1)
     learning_rate: float = option(5e-5, help="peak AdamW learning rate (warm-up, linear decay)")
     weight_decay: float = option(0.01, help="AdamW weight decay (not on biases and LayerNorm)")
@@ -73,33 +52,25 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, help="gradient clipping; 0 turns it off")
     classifier_dropout: float = option(0.1, help="dropout before the classification layer")
     class_weighting: str = option(
-        "none",
-        help="balanced: weight the loss by inverse label frequency",
-        choices=("none", "balanced"),
+        "none", help="balanced: inverse label frequency", choices=("none", "balanced")
     )
     head_init: str = option(
-        "random",
-        help="linear_probe: start the head from logistic regression on frozen vectors (LP-FT)",
-        choices=("random", "linear_probe"),
+        "random", help="linear_probe: LP-FT", choices=("random", "linear_probe")
     )
-    head_refit: bool = option(
-        False,
-        help="after fine-tuning, refit the head as logistic regression on the fine-tuned "
-        "vectors (SetFit's body-then-head)",
-    )
+    head_refit: bool = option(False, help="refit the head on the fine-tuned vectors")
 
     # Run
     seed: int = option(42, help="seeds Python, NumPy, torch and the data order")
     mixed_precision: str = option(
-        "auto",
-        help="auto: bf16 where the hardware runs it natively, else no; fp16 on a GPU only",
-        choices=("auto", "no", "bf16", "fp16"),
+        "auto", help="auto: bf16 where native", choices=("auto", "no", "bf16", "fp16")
     )
     no_progress: bool = option(False, help="hide the progress bar", run_only=True)
     overwrite: bool = option(False, help="replace an existing output_dir", run_only=True)
-    save_state_every_epoch: bool = option(
-        True,
-        help="keep the training state in <output_dir>.state/ after each epoch, for resume_from",
+    save_state_steps: int = option(
+        0,
+        help="save the training state in <output_dir>.state/ every N optimiser updates, for "
+        "resume_from (0: only when interrupted by Ctrl-C or SIGTERM)",
+        minimum=0,
         run_only=True,
     )
     resume_from: str = option(
@@ -110,27 +81,24 @@ class TrainConfig:
         self.validate()  # a TrainConfig that exists is one a run can use
 
     def validate(self) -> TrainConfig:
-        """Reject values no run could use; returns ``self`` for chaining."""
-        check_values(self)  # minimum and choices, declared on the fields
-        if not 0 <= self.seed < 2**32:  # numpy's seed range; set_seed crashes outside it
-            raise NegstanceError(f"config: seed must be in [0, 2**32), got {self.seed}")
-        if not 0 < self.learning_rate < float("inf"):
-            raise NegstanceError(
-                f"config: learning_rate must be positive and finite, got {self.learning_rate}"
-            )
-        for name in ("warmup_ratio", "classifier_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise NegstanceError(f"config: {name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("weight_decay", "max_grad_norm"):
-            if not 0 <= getattr(self, name) < float("inf"):
+        """Refuse values no run could use (one line naming the key); returns ``self``."""
+        check_values(self)  # the minimum and choices declared on the fields
+        ranges = {  # name: (within range, the range)
+            "seed": (0 <= self.seed < 2**32, "[0, 2**32)"),  # numpy's seed range
+            "learning_rate": (0 < self.learning_rate < math.inf, "(0, inf)"),
+            "warmup_ratio": (0 <= self.warmup_ratio < 1, "[0, 1)"),
+            "classifier_dropout": (0 <= self.classifier_dropout < 1, "[0, 1)"),
+            "weight_decay": (0 <= self.weight_decay < math.inf, "[0, inf)"),
+            "max_grad_norm": (0 <= self.max_grad_norm < math.inf, "[0, inf)"),
+        }
+        for name, (within, bounds) in ranges.items():
+            if not within:
                 raise NegstanceError(
-                    f"config: {name} must be zero or positive, got {getattr(self, name)}"
+                    f"config: {name} must be in {bounds}, got {getattr(self, name)}"
                 )
-        if self.head_init == "linear_probe" and self.head != "mean":
+        if self.head != "mean" and (self.head_init == "linear_probe" or self.head_refit):
             # Said before any loading: the probe is fitted on the mean-pooled vectors.
-            raise NegstanceError("config: head_init=linear_probe needs head=mean")
-        if self.head_refit and self.head != "mean":
-            raise NegstanceError("config: head_refit=true needs head=mean")
+            raise NegstanceError("config: head_init=linear_probe and head_refit need head=mean")
         return self
 
     def to_yaml(self) -> str:
@@ -194,6 +162,7 @@ def load_config(
         values = read_yaml(config_path)
         if "show_progress" in values:  # the key's name before #15, in saved config.yaml files
             values.setdefault("no_progress", not values.pop("show_progress"))
+        values.pop("save_state_every_epoch", None)  # before #22: the state was saved each epoch
         layers.append((values, str(config_path)))
     return build(TrainConfig, [*layers, (overrides, "command line")])
 
