@@ -1,14 +1,12 @@
 """negstance.model: the stance classifier, its checkpoint format and batch inference.
 
-Names are imported on first use (PEP 562), so a script's ``--help`` answers before
-torch loads. ``import negstance.model`` still makes transformers' ``Auto*`` classes
-know ``model_type: negstance`` (:mod:`negstance.model.network` registers it): at once
-if transformers is imported already, else right after it is.
+Names are imported on first use, so ``--help`` answers before torch loads; importing this
+package still registers ``model_type: negstance`` with transformers' ``Auto*`` classes (at
+once if transformers is loaded, else right after it is).
 
 Example:
     >>> from negstance.model import StanceClassifier
-    >>> classifier = StanceClassifier.from_pretrained("runs/default")  # doctest: +SKIP
-    >>> classifier.predict("Both sides said they are ready to talk.")  # doctest: +SKIP
+    >>> StanceClassifier.from_pretrained("runs/default").predict("Ready to talk.")  # doctest: +SKIP
     'favor'
 """
 
@@ -23,8 +21,8 @@ from typing import Any
 
 
 def lazy_exports(package: str, **homes: tuple[str, ...]) -> tuple[Callable[[str], Any], list]:
-    """A package's ``__getattr__`` that imports each public name from its module on first use,
-    and its ``__all__``; ``homes`` maps each module to the names it provides."""
+    """A package's ``__getattr__`` importing each name from its module (``homes``) on first use,
+    and its ``__all__`` (PEP 562)."""
     module_of = {name: module for module, names in homes.items() for name in names}
 
     def __getattr__(name: str) -> Any:

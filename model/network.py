@@ -1,11 +1,6 @@
-"""The network: a linear head on the mean-pooled vectors of any encoder, and its config.
-
-Any ``AutoModel`` encoder (BERT, MPNet, RoBERTa, DeBERTa-v2, …), read by mean pooling
-as sentence-transformers backbones were trained to be. The ``config.json``
-(``model_type: negstance``) carries the encoder's own config, and importing this module
-registers the class with the ``Auto*`` classes (no remote code). ``head: cls`` uses stock
-``AutoModelForSequenceClassification`` instead.
-"""
+"""A linear head on the mean-pooled vectors of any ``AutoModel`` encoder (BERT, MPNet, RoBERTa,
+…); ``config.json`` (``model_type: negstance``) carries the encoder's config. Importing this
+module registers it with the ``Auto*`` classes (no remote code)."""
 
 from __future__ import annotations
 
@@ -14,21 +9,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForSequenceClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.auto import AutoModelForSequenceClassification
 
 # Encoders whose position ids start after the padding index: two positions are unusable.
 OFFSET_POSITIONS = frozenset(
-    (
-        "camembert data2vec-text ibert longformer luke mpnet roberta roberta-prelayernorm "
-        "xlm-roberta xlm-roberta-xl xmod"
-    ).split()
+    "camembert data2vec-text ibert longformer luke mpnet roberta roberta-prelayernorm "
+    "xlm-roberta xlm-roberta-xl xmod".split()
 )
 
 
@@ -46,30 +34,25 @@ class NegstanceConfig(PretrainedConfig):
 
     def __init__(
         self,
-        encoder: dict[str, Any] | PretrainedConfig | None = None,
+        encoder: dict[str, Any] | None = None,
         pooling: str = "mean",
         classifier_dropout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(encoder, PretrainedConfig):
-            encoder = encoder.to_dict()
         self.encoder = dict(encoder or {"model_type": "bert"})
         self.pooling = pooling
         self.classifier_dropout = classifier_dropout
 
     def encoder_config(self) -> PretrainedConfig:
-        """The encoder's own config object (``BertConfig``, ``MPNetConfig``, …)."""
-        values = dict(self.encoder)
-        return AutoConfig.for_model(values.pop("model_type"), **values)
+        return AutoConfig.for_model(**self.encoder)
 
     @property
     def hidden_size(self) -> int:
-        return int(self.encoder_config().hidden_size)  # DistilBERT calls it `dim`
+        return int(self.encoder_config().hidden_size)  # DistilBERT's `dim`, by its attribute map
 
     @property
     def max_position_embeddings(self) -> int | None:
-        """Token positions the encoder can read (RoBERTa-style encoders reserve two)."""
         return usable_positions(self.encoder_config())
 
 
@@ -84,7 +67,6 @@ def usable_positions(config: PretrainedConfig) -> int | None:
 
 
 def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average of the token vectors that the attention mask keeps."""
     mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
@@ -93,8 +75,7 @@ class NegstanceForSequenceClassification(PreTrainedModel):
     """Any ``AutoModel`` encoder, mean pooling, dropout, one linear layer."""
 
     config_class = NegstanceConfig
-    # Loading a bare encoder checkpoint (a backbone) fills ``encoder.*`` from its keys.
-    base_model_prefix = "encoder"
+    base_model_prefix = "encoder"  # a bare encoder checkpoint (a backbone) fills `encoder.*`
 
     def __init__(self, config: NegstanceConfig) -> None:
         super().__init__(config)
@@ -103,8 +84,7 @@ class NegstanceForSequenceClassification(PreTrainedModel):
             self.encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
         except TypeError:  # encoders without a pooler option (DeBERTa-v2, …)
             self.encoder = AutoModel.from_config(encoder_config)
-        # Inputs a tokenizer may produce that this encoder does not take (MPNet has no
-        # token_type_ids), dropped rather than passed on to fail.
+        # Tokenizer outputs this encoder does not take (MPNet has no token_type_ids) are dropped.
         self._encoder_inputs = set(inspect.signature(self.encoder.forward).parameters)
         dropout = config.classifier_dropout
         self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
@@ -113,8 +93,7 @@ class NegstanceForSequenceClassification(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if module is self.classifier:
-            std = self.config.encoder.get("initializer_range", 0.02)
-            nn.init.normal_(module.weight, mean=0.0, std=std)
+            nn.init.normal_(module.weight, std=self.config.encoder.get("initializer_range", 0.02))
             nn.init.zeros_(module.bias)
         elif hasattr(self, "encoder") and hasattr(self.encoder, "_init_weights"):
             self.encoder._init_weights(module)
@@ -123,11 +102,7 @@ class NegstanceForSequenceClassification(PreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any
     ) -> torch.Tensor:
         """The mean-pooled sentence vectors the head reads."""
-        inputs = {
-            name: value
-            for name, value in inputs.items()
-            if value is not None and name in self._encoder_inputs
-        }
+        inputs = {k: v for k, v in inputs.items() if v is not None and k in self._encoder_inputs}
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)
         return mean_pool(outputs.last_hidden_state, attention_mask)
 
@@ -143,9 +118,7 @@ class NegstanceForSequenceClassification(PreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         pooled = self.embed(input_ids, attention_mask, token_type_ids=token_type_ids)
         logits = self.classifier(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels)
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

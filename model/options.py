@@ -179,7 +179,7 @@ def check_values(instance: Any) -> None:
         )
         if minimum is not None and value is not None and value < minimum:
             raise NegstanceError(f"{item.name} must be at least {minimum}, got {value}")
-        if choices and value not in choices:
+        if choices and value is not None and value not in choices:
             raise NegstanceError(f"{item.name} must be one of {', '.join(choices)}, not {value!r}")
 
 

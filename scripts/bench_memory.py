@@ -8,16 +8,15 @@ For each size, N news-like sentences are written to a .txt file and classified
 by ``scripts/predict.py`` in a fresh process; its peak resident set size (the
 kernel's ``ru_maxrss`` of the child) is reported. predict.py streams the input
 in chunks, so the peak should not grow with N. Without ``--model`` a tiny
-random checkpoint is used: the model's own memory is then negligible and what
-is left is the cost of reading, batching and writing. ``--batch_size``,
-``--chunk_size``, ``--device`` and ``--precision`` are passed on to predict.py.
+random checkpoint is used: what is left is the cost of reading, batching and
+writing. ``--batch_size``, ``--chunk_size``, ``--device`` and ``--precision``
+are passed on to predict.py.
 """
 
 # No `from __future__ import annotations`: the options dataclass needs real types, since
 # tests load this file without registering it in sys.modules (dataclasses look it up).
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,55 +31,34 @@ from negstance.model.io import check_writable_directory, read_records, write_tex
 from negstance.model.options import option, parse_options, script_main
 
 REPO = Path(__file__).resolve().parents[1]
-SEED_SENTENCES = REPO / "data" / "seed_sentences.jsonl"
+PASSED_TO_PREDICT = ("batch_size", "chunk_size", "device", "precision")
 
 
 @dataclass
 class BenchMemoryOptions:
     model: str | None = option(None, help="checkpoint directory (default: a tiny random model)")
-    lines: list[str] = option(
-        ["10000", "1000000"], help="input sizes in lines, comma-separated (or space-separated)"
-    )
-    quick: bool = option(False, help="tiny model, 500 and 5000 lines")
+    lines: list[str] = option(["10000", "1000000"], help="input sizes in lines, comma-separated")
+    quick: bool = option(False, help="tiny model, 300 and 3000 lines")
     output: str | None = option(None, help="also write the results as JSON here")
-    # Passed on to predict.py when given; unset, predict.py's own defaults apply.
-    batch_size: int | None = option(
-        None, help="sentences per forward pass, passed on to predict.py", minimum=1
-    )
-    chunk_size: int | None = option(
-        None, help="records read at a time, passed on to predict.py", minimum=1
-    )
-    device: str | None = option(None, help="auto, cpu, cuda or cuda:N, passed on to predict.py")
-    precision: str | None = option(
-        None, help="passed on to predict.py", choices=("auto", "fp32", "bf16", "int8")
-    )
+    batch_size: str | None = option(None, help="passed on to predict.py")
+    chunk_size: str | None = option(None, help="passed on to predict.py")
+    device: str | None = option(None, help="passed on to predict.py")
+    precision: str | None = option(None, help="passed on to predict.py")
 
 
-PASSED_TO_PREDICT = ("batch_size", "chunk_size", "device", "precision")
-
-
-def line_counts(values: Sequence[str]) -> list[int]:
-    """``--lines`` as positive integers, or a one-line error."""
-    if not values or not all(value.isdigit() and int(value) > 0 for value in values):
-        raise NegstanceError(
-            f"command line: lines must be positive integers, got {','.join(values)!r}"
-        )
-    return [int(value) for value in values]
-
-
-def write_sentences(path: Path, count: int, seed: int = 0) -> None:
+def write_sentences(path: Path, count: int) -> None:
     """``count`` news-like lines in ``path``, written in slices so this process stays small."""
     from benchmarking import news_like_sentences
 
-    seeds = [record.text for record in read_records(SEED_SENTENCES)]
+    seeds = [record.text for record in read_records(REPO / "data" / "seed_sentences.jsonl")]
     with path.open("w", encoding="utf-8") as handle:
         for start in range(0, count, 100_000):
-            slice_size = min(100_000, count - start)
-            handle.write("\n".join(news_like_sentences(seeds, slice_size, seed + start)) + "\n")
+            size = min(100_000, count - start)
+            handle.write("\n".join(news_like_sentences(seeds, size, seed=start)) + "\n")
 
 
 # Linux carries a process's RSS high-water mark over fork and exec, so a child of
-# this process (which has torch loaded) would report at least this process's peak.
+# this process (which may have torch loaded) would report at least this one's peak.
 # A bare interpreter without torch starts the measured command and reports its peak.
 _LAUNCHER = """
 import os, subprocess, sys
@@ -97,40 +75,31 @@ def peak_rss_of(command: Sequence[str]) -> tuple[int, float, list[str]]:
         >>> peak_rss_of([sys.executable, "-c", "pass"])[:1]  # doctest: +SKIP
         (0,)
     """
-    with tempfile.TemporaryFile() as output:
-        subprocess.run(
-            [sys.executable, "-c", _LAUNCHER, *command],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-        output.seek(0)
-        lines = output.read().decode("utf-8", "replace").strip().splitlines()
-    # The launcher's own report is the last line: ru_maxrss (KiB on Linux), exit code.
-    peak_kib, exit_code = (int(value) for value in lines[-1].split())
+    completed = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    lines = completed.stdout.decode("utf-8", "replace").strip().splitlines()
+    peak_kib, exit_code = (int(value) for value in lines[-1].split())  # the launcher's line
     return exit_code, peak_kib / 1024, lines[:-1]
 
 
-def peak_rss_of_predict(
-    model: str, source: Path, output: Path, extra: Sequence[str]
-) -> dict[str, Any]:
-    """Run predict.py on ``source`` in a fresh process; its peak RSS and wall time."""
+def measure(model: str, source: Path, output: Path, extra: Sequence[str]) -> dict[str, Any]:
+    """Run predict.py on ``source`` in a fresh process: its peak RSS, wall time and summary."""
     command = [sys.executable, str(REPO / "scripts" / "predict.py"), "--model", model]
     command += ["--input", str(source), "--output", str(output), "--overwrite", "--no_progress"]
     started = time.perf_counter()
     exit_code, peak_mb, messages = peak_rss_of([*command, *extra])
     seconds = time.perf_counter() - started
-    # predict.py's last line is its summary, or its one-line error.
-    last_message = messages[-1] if messages else ""
+    last = messages[-1] if messages else ""  # predict.py's summary, or its one-line error
     if exit_code != 0:
-        raise NegstanceError(f"predict.py failed (exit {exit_code}): {last_message}")
+        raise NegstanceError(f"predict.py failed (exit {exit_code}): {last}")
     with output.open("rb") as handle:
         rows = sum(1 for _ in handle)
-    return {
-        "lines": rows,
-        "peak_rss_mb": round(peak_mb, 1),
-        "seconds": round(seconds, 2),
-        "summary": last_message,
+    return {"lines": rows, "peak_rss_mb": round(peak_mb, 1), "seconds": round(seconds, 2)} | {
+        "summary": last
     }
 
 
@@ -138,45 +107,32 @@ def peak_rss_of_predict(
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print predict.py's peak RSS for each ``--lines`` size; 0 on success."""
     args = parse_options(
-        BenchMemoryOptions,
-        argv,
-        prog="bench_memory.py",
-        description=__doc__.split("\n\n")[0],
+        BenchMemoryOptions, argv, prog="bench_memory.py", description=__doc__.split("\n\n")[0]
     )
-    lines = line_counts(args.lines)
-    extra = [
-        f"--{name}={getattr(args, name)}"
-        for name in PASSED_TO_PREDICT
-        if getattr(args, name) is not None
-    ]
+    if not all(value.isdigit() and int(value) > 0 for value in args.lines):
+        raise NegstanceError(f"--lines must be positive integers, got {','.join(args.lines)!r}")
+    sizes = [300, 3000] if args.quick else [int(value) for value in args.lines]
+    extra = [f"--{name}={getattr(args, name)}" for name in PASSED_TO_PREDICT if getattr(args, name)]
     if args.output:  # checked now, not after minutes of classifying
         check_writable_directory(Path(args.output).resolve().parent, "--output")
     from benchmarking import build_tiny_checkpoint
 
-    sizes = [500, 5000] if args.quick else lines
     results = []
     with tempfile.TemporaryDirectory(prefix="negstance-bench-memory-") as scratch:
-        scratch_path = Path(scratch)
-        model = args.model or str(build_tiny_checkpoint(scratch_path / "tiny"))
+        model = args.model or str(build_tiny_checkpoint(Path(scratch) / "tiny"))
         for count in sizes:
-            source = scratch_path / f"sentences-{count}.txt"
+            source = Path(scratch) / f"sentences-{count}.txt"
             write_sentences(source, count)
-            result = peak_rss_of_predict(model, source, scratch_path / "out.jsonl", extra)
+            result = measure(model, source, Path(scratch) / "out.jsonl", extra)
             if result["lines"] != count:
                 raise NegstanceError(f"predict.py wrote {result['lines']} rows for {count} lines")
             results.append(result)
-            print(
-                f"{count:>9} lines: peak RSS {result['peak_rss_mb']:.0f} MB, "
-                f"{result['seconds']:.1f} s ({result['summary']})",
-                flush=True,
-            )
+            print(f"{count:>9} lines: peak RSS {result['peak_rss_mb']:.0f} MB, "
+                  f"{result['seconds']:.1f} s ({result['summary']})", flush=True)  # fmt: skip
             source.unlink()
-    report: dict[str, Any] = {"model": args.model or "tiny random model"}
-    report["extra_arguments"] = extra
-    report["torch_threads"] = os.environ.get("OMP_NUM_THREADS", "torch's default (one per core)")
-    report["results"] = results
+    report = {"model": args.model or "tiny random model", "extra_arguments": extra}
     if args.output:
-        write_text_atomic(args.output, json.dumps(report, indent=2) + "\n")
+        write_text_atomic(args.output, json.dumps(report | {"results": results}, indent=2) + "\n")
     return 0
 
 

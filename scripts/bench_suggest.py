@@ -14,7 +14,6 @@ label in ``data/seed_sentences.jsonl`` (matched by text). ``random`` is averaged
 # tests load this file without registering it in sys.modules (dataclasses look it up).
 
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -58,52 +57,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import numpy as np
 
-    from negstance.model.classifier import StanceClassifier
-    from negstance.train import suggest, train
+    from negstance.train.data import read_labelled_records
 
-    seed_rows = [
-        json.loads(line)
-        for line in (REPO / "data" / "seed_sentences.jsonl").read_text("utf-8").splitlines()
-    ]
-    gold = {row["text"]: row["label"] for row in seed_rows}
-    documents = sorted({row["doc"] for row in seed_rows})
+    seed_rows = read_labelled_records(REPO / "data" / "seed_sentences.jsonl")
     header = (
         f"| held-out article | candidates | model errors | uncertainty | diverse "
         f"| random (mean of {args.random_seeds}) | train s |"
     )
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
     totals = np.zeros(5)
-    for document in documents:
-        run = dataclasses.replace(
-            config, validation_docs=[document], no_progress=True, save_state_every_epoch=False
-        )
+    for document in sorted({row["doc"] for row in seed_rows}):
         started = time.perf_counter()
-        result = train(run, save=False)
-        seconds = time.perf_counter() - started
-        classifier = StanceClassifier(result.model, result.tokenizer, device="cpu")
-        labelled = [row["text"] for row in seed_rows if row["doc"] != document]
-        article = suggest.read_documents(REPO / "data" / "raw" / f"{document}.txt")
-        pool = suggest.candidate_pool(suggest.sentence_rows(article), labelled)
-        texts = [row["text"] for row in pool.rows]
-        probabilities = classifier.predict_proba(texts)
-        predicted = [classifier.labels[index] for index in probabilities.argmax(axis=1)]
-        wrong = np.array([predicted[i] != gold[text] for i, text in enumerate(texts)])
-
-        scored = (classifier, texts, probabilities, wrong, args)
-        random = [errors_in_top(*scored, "random", seed) for seed in range(args.random_seeds)]
-        row = np.array(
-            [
-                len(texts),
-                wrong.sum(),
-                errors_in_top(*scored, "uncertainty"),
-                errors_in_top(*scored, "diverse"),
-                np.mean(random),
-            ]
-        )
+        row = held_out_counts(config, args, document, seed_rows)
         totals += row
         lines.append(
             f"| {document} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.0f} "
-            f"| {row[4]:.1f} | {seconds:.0f} |"
+            f"| {row[4]:.1f} | {time.perf_counter() - started:.0f} |"
         )
         print(lines[-1], flush=True)
     lines.append(
@@ -116,6 +85,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\n".join(lines))
     return 0
+
+
+def held_out_counts(
+    config: Any, args: BenchSuggestOptions, document: str, seed_rows: list[dict]
+) -> "np.ndarray":
+    """Train without ``document``; count its candidates, the model's errors among them, and
+    the errors among the top picks of uncertainty, diverse and random (mean)."""
+    import numpy as np
+
+    from negstance.model.classifier import StanceClassifier
+    from negstance.train import suggest, train
+
+    run = dataclasses.replace(config, validation_docs=[document], no_progress=True)
+    result = train(run, save=False)
+    classifier = StanceClassifier(result.model, result.tokenizer, device="cpu")
+    labelled = [row["text"] for row in seed_rows if row["doc"] != document]
+    text = (REPO / "data" / "raw" / f"{document}.txt").read_text(encoding="utf-8")
+    article = suggest.sentence_rows([suggest.Document(document, text)])  # one whole article
+    texts = [row["text"] for row in suggest.candidate_pool(article, labelled).rows]
+    probabilities = classifier.predict_proba(texts)
+    gold = {row["text"]: row["label"] for row in seed_rows}
+    predicted = [classifier.labels[index] for index in probabilities.argmax(axis=1)]
+    wrong = np.array([predicted[i] != gold[text] for i, text in enumerate(texts)])
+    scored = (classifier, texts, probabilities, wrong, args)
+    random = [errors_in_top(*scored, "random", seed) for seed in range(args.random_seeds)]
+    picked = [errors_in_top(*scored, strategy) for strategy in ("uncertainty", "diverse")]
+    return np.array([len(texts), wrong.sum(), *picked, np.mean(random)])
 
 
 def errors_in_top(

@@ -17,6 +17,7 @@ arithmetic (fp32, bf16, or int8 dynamic quantisation) measured here and now.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -34,7 +35,7 @@ import torch
 
 from negstance.model.backbones import DEFAULT_BACKBONE, MINILM, resolve_model_path
 from negstance.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from negstance.model.classifier import StanceClassifier, cpu_supports_bf16
+from negstance.model.classifier import StanceClassifier, cpu_supports_bf16, resolve_device
 from negstance.model.labels import ID2LABEL, LABEL2ID
 from negstance.model.network import NegstanceConfig, NegstanceForSequenceClassification
 
@@ -258,7 +259,7 @@ class BenchReport:
             f"median of {self.repeats} timed rounds after a warm-up. Compute utilisation = "
             "useful FLOPs (2 × non-embedding parameters × tokens + attention, unpadded) "
             "per second over the peak of the arithmetic the method runs in: the best "
-            "2048×2048 matrix product in that arithmetic measured on this machine before and "
+            "large matrix product in that arithmetic measured on this machine before and "
             f"after the rounds with the same threads (GFLOP/s: {peaks}; int8 is a dynamically "
             "quantised Linear layer, activation quantisation included). An estimate of the "
             "peak, not the vendor's.",
@@ -278,61 +279,59 @@ class _Method:
     arithmetic: str = "fp32"
 
 
-def _pipeline_method(
-    model_dir: str | os.PathLike[str], device: torch.device, batch_size: int, count: int
-) -> _Method:
+def _methods(
+    model_dir: str | os.PathLike[str],
+    texts: list[str],
+    precisions: Sequence[str],
+    batch_size: int,
+    device: str,
+    emulated_bf16_sentences: int,
+    scratch: Path | None,
+) -> list[_Method]:
+    """The pipeline, ``StanceClassifier`` at each precision (and fp32, the reference), and
+    with a ``scratch`` directory ``predict_file`` end to end at precision auto."""
     from transformers import pipeline
 
-    classify = pipeline(
-        "text-classification", model=str(model_dir), device=device, batch_size=batch_size
-    )
-    return _Method(
-        "transformers pipeline",
-        "fp32",
-        count,
-        lambda texts: [output["label"] for output in classify(texts, batch_size=batch_size)],
-    )
-
-
-def _classifier_method(
-    classifier: StanceClassifier, precision: str, batch_size: int, count: int, note: str = ""
-) -> _Method:
-    return _Method(
-        "negstance",
-        precision,
-        count,
-        lambda texts: classifier.predict_proba(texts, batch_size=batch_size),
-        note,
-        classifier.precision,
-    )
-
-
-def _predict_file_method(
-    classifier: StanceClassifier, scratch: Path, batch_size: int, count: int
-) -> _Method:
     from negstance.model.predict import predict_file
 
-    def run(texts: list[str]) -> None:
-        source = scratch / f"sentences-{len(texts)}.txt"
-        if not source.exists():
-            source.write_text("\n".join(texts) + "\n", encoding="utf-8")
-        predict_file(
-            classifier,
-            source,
-            scratch / "predictions.jsonl",
-            batch_size=batch_size,
-            overwrite=True,
-            show_progress=False,
-        )
+    def load(precision: str) -> StanceClassifier:
+        return StanceClassifier.from_pretrained(model_dir, device=device, precision=precision)
 
-    return _Method(
-        "negstance predict_file, end to end",
-        "auto",
-        count,
-        run,
-        f"auto → {classifier.precision}",
-        classifier.precision,
-    )
+    classify = pipeline("text-classification", model=str(model_dir), device=resolve_device(device))
+    methods = [
+        _Method(
+            "transformers pipeline",
+            "fp32",
+            len(texts),
+            lambda batch: [row["label"] for row in classify(batch, batch_size=batch_size)],
+        )
+    ]
+    native = cpu_supports_bf16()
+    for precision in [*precisions, *(["fp32"] if "fp32" not in precisions else [])]:
+        classifier, count, note = load(precision), len(texts), ""
+        if classifier.precision == "bf16" and classifier.device.type == "cpu" and not native:
+            count = min(count, emulated_bf16_sentences)
+            note = f"emulated bf16 on this CPU: first {count} sentences"
+        if precision == "auto":
+            note = f"auto → {classifier.precision}"
+
+        def run(batch: list[str], classifier: StanceClassifier = classifier) -> np.ndarray:
+            return classifier.predict_proba(batch, batch_size=batch_size)
+
+        methods.append(_Method("negstance", precision, count, run, note, classifier.precision))
+    if scratch is not None:
+        end_to_end = load("auto")
+
+        def run_file(batch: list[str]) -> None:
+            source = scratch / f"sentences-{len(batch)}.txt"
+            source.write_text("\n".join(batch) + "\n", encoding="utf-8")
+            output = scratch / "predictions.jsonl"
+            predict_file(end_to_end, source, output, batch_size=batch_size, overwrite=True)
+
+        note = f"auto → {end_to_end.precision}"
+        name = "negstance predict_file, end to end"
+        methods.append(_Method(name, "auto", len(texts), run_file, note, end_to_end.precision))
+    return methods
 
 
 def _timed_rounds(
@@ -341,7 +340,7 @@ def _timed_rounds(
     """Seconds per round and the last output of every method, warm-up first."""
     log(f"warming up {len(methods)} methods ...")
     for method in methods:
-        method.run(texts[: min(64, len(texts))])
+        method.run(texts[:64])
     seconds: list[list[float]] = [[] for _ in methods]
     outputs: list[Any] = [None for _ in methods]
     for round_number in range(repeats):
@@ -352,11 +351,51 @@ def _timed_rounds(
             start = time.perf_counter()
             outputs[index] = method.run(texts[: method.sentences])
             seconds[index].append(time.perf_counter() - start)
+            rate = method.sentences / seconds[index][-1]
             log(
-                f"round {round_number + 1}/{repeats}: {method.name} [{method.precision}] "
-                f"{method.sentences / seconds[index][-1]:.1f} sentences/s"
+                f"round {round_number + 1}/{repeats}: {method.name} [{method.precision}] {rate:.1f}"
             )
     return seconds, outputs
+
+
+def _rows(
+    methods: list[_Method],
+    seconds: list[list[float]],
+    outputs: list[Any],
+    labels: list[str],
+    flops: Callable[[int], float],
+    peaks: dict[str, float],
+) -> list[BenchRow]:
+    """One row per method: speed, agreement with negstance fp32, utilisation."""
+    fp32 = next(i for i, m in enumerate(methods) if (m.name, m.precision) == ("negstance", "fp32"))
+    reference = outputs[fp32]
+    reference_labels = [labels[index] for index in reference.argmax(axis=1)]
+    rows = []
+    for method, times, output in zip(methods, seconds, outputs, strict=True):
+        median = statistics.median(times)
+        rates = [method.sentences / value for value in times]
+        row = BenchRow(
+            method.name, method.precision, method.sentences, [round(t, 4) for t in times]
+        )
+        row.arithmetic, row.note, row.spread = (
+            method.arithmetic,
+            method.note,
+            (min(rates), max(rates)),
+        )
+        row.sentences_per_second = method.sentences / median
+        row.gflops_per_second = flops(method.sentences) / median / 1e9
+        row.utilisation = row.gflops_per_second / peaks[method.arithmetic]
+        if isinstance(output, np.ndarray):
+            difference = np.abs(output - reference[: method.sentences]).max()
+            row.max_probability_difference = float(difference)
+            output = [labels[index] for index in output.argmax(axis=1)]
+        if output is not None:
+            agreement = [a == b for a, b in zip(output, reference_labels, strict=False)]
+            row.agreement_with_fp32 = float(np.mean(agreement))
+        rows.append(row)
+    for row in rows:
+        row.ratio_to_pipeline = row.sentences_per_second / rows[0].sentences_per_second
+    return rows
 
 
 def run_benchmark(
@@ -369,126 +408,58 @@ def run_benchmark(
     device: str = "cpu",
     emulated_bf16_sentences: int = 128,
     include_predict_file: bool = True,
+    peak_size: int = 2048,
     log: Callable[[str], None] = print,
 ) -> BenchReport:
-    """Time the pipeline and ``StanceClassifier`` at each precision on the same ``texts``.
-
-    bf16 on a CPU without native bf16 runs in a slow emulation; it is then
-    timed on only the first ``emulated_bf16_sentences`` texts (the row says so).
-    ``include_predict_file`` adds an end-to-end row: ``predict_file`` on a .txt
-    of the texts, reading, classifying and writing JSON lines (precision auto).
-
-    Example:
-        >>> report = run_benchmark("runs/default", ["Talks resumed."] * 64)  # doctest: +SKIP
-        >>> print(report.to_markdown())  # doctest: +SKIP
-    """
+    """Time the pipeline and ``StanceClassifier`` at each precision (emulated bf16 on the first
+    ``emulated_bf16_sentences`` only) and ``predict_file`` end to end, on the same ``texts``.
+    Example: ``print(run_benchmark("runs/default", texts).to_markdown())``."""
     model, tokenizer = load_checkpoint(model_dir)
-    reference = StanceClassifier(model, tokenizer, device=device, precision="fp32")
-    token_counts = [
-        min(len(ids), reference.max_length)
-        for ids in tokenizer(texts, truncation=False)["input_ids"]
-    ]
-
-    methods = [_pipeline_method(model_dir, reference.device, batch_size, len(texts))]
-    for precision in precisions:
-        classifier = (
-            reference
-            if precision == "fp32"
-            else StanceClassifier(*load_checkpoint(model_dir), device=device, precision=precision)
-        )
-        count, note = len(texts), ""
-        emulated = classifier.device.type == "cpu" and not cpu_supports_bf16()
-        if classifier.precision == "bf16" and emulated:
-            count = min(count, emulated_bf16_sentences)
-            note = f"emulated bf16 on this CPU: first {count} sentences"
-        if precision == "auto":
-            note = f"auto → {classifier.precision}"
-        methods.append(_classifier_method(classifier, precision, batch_size, count, note))
-    if "fp32" not in precisions:
-        methods.append(_classifier_method(reference, "fp32", batch_size, len(texts)))
+    device_used = resolve_device(device)
+    max_length = StanceClassifier(model, tokenizer, device="cpu").max_length
+    tokens = [min(len(ids), max_length) for ids in tokenizer(texts)["input_ids"]]
     with tempfile.TemporaryDirectory(prefix="negstance-bench-") as scratch:
-        if include_predict_file:
-            end_to_end = StanceClassifier(
-                *load_checkpoint(model_dir), device=device, precision="auto"
-            )
-            methods.append(_predict_file_method(end_to_end, Path(scratch), batch_size, len(texts)))
+        directory = Path(scratch) if include_predict_file else None
+        methods = _methods(
+            model_dir, texts, precisions, batch_size, device, emulated_bf16_sentences, directory
+        )
         arithmetics = list(dict.fromkeys(method.arithmetic for method in methods))
         log(f"measuring this machine's matrix-product peak ({', '.join(arithmetics)}) ...")
-        measured_on = reference.device
-        peak_before = {
-            name: peak_matmul_gflops(precision=name, device=measured_on) for name in arithmetics
-        }
+
+        def peak(name: str) -> float:
+            return peak_matmul_gflops(peak_size, precision=name, device=device_used)
+
+        peaks = {name: peak(name) for name in arithmetics}
         seconds, outputs = _timed_rounds(methods, texts, repeats, log)
     # Measured again afterwards: on a shared machine one reading can catch a busy spell.
-    peaks = {
-        name: max(peak_before[name], peak_matmul_gflops(precision=name, device=measured_on))
-        for name in arithmetics
-    }
+    peaks = {name: max(value, peak(name)) for name, value in peaks.items()}
+    labels = [model.config.id2label[index] for index in range(len(model.config.id2label))]
 
-    reference_index = next(
-        index
-        for index, method in enumerate(methods)
-        if (method.name, method.precision) == ("negstance", "fp32")
-    )
-    reference_probabilities = outputs[reference_index]
-    reference_labels = [reference.id2label[int(i)] for i in reference_probabilities.argmax(axis=1)]
-    rows = []
-    for method, method_seconds, output in zip(methods, seconds, outputs, strict=True):
-        median_seconds = statistics.median(method_seconds)
-        rates = [method.sentences / value for value in method_seconds]
-        row = BenchRow(
-            method=method.name,
-            precision=method.precision,
-            sentences=method.sentences,
-            round_seconds=[round(value, 4) for value in method_seconds],
-            arithmetic=method.arithmetic,
-            sentences_per_second=method.sentences / median_seconds,
-            spread=(min(rates), max(rates)),
-            gflops_per_second=useful_flops(model, token_counts[: method.sentences])
-            / median_seconds
-            / 1e9,
-            note=method.note,
-        )
-        row.utilisation = row.gflops_per_second / peaks[method.arithmetic]
-        labels = output
-        if isinstance(output, np.ndarray):
-            labels = [reference.id2label[int(i)] for i in output.argmax(axis=1)]
-            row.max_probability_difference = float(
-                np.abs(output - reference_probabilities[: method.sentences]).max()
-            )
-        if labels is not None:
-            row.agreement_with_fp32 = float(
-                np.mean([a == b for a, b in zip(labels, reference_labels, strict=False)])
-            )
-        rows.append(row)
-    pipeline_rate = rows[0].sentences_per_second
-    for row in rows:
-        row.ratio_to_pipeline = row.sentences_per_second / pipeline_rate
+    def flops(count: int) -> float:
+        return useful_flops(model, tokens[:count])
+
     return BenchReport(
         model=str(model_dir),
-        device=str(reference.device),
+        device=str(device_used),
         threads=torch.get_num_threads(),
         cpu=_cpu_name(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         native_bf16=cpu_supports_bf16(),
         peak_gflops=peaks,
         sentences=len(texts),
-        tokens_mean=float(np.mean(token_counts)),
-        tokens_p50=float(np.median(token_counts)),
-        tokens_p95=float(np.percentile(token_counts, 95)),
-        tokens_max=int(max(token_counts)),
+        tokens_mean=float(np.mean(tokens)),
+        tokens_p50=float(np.median(tokens)),
+        tokens_p95=float(np.percentile(tokens, 95)),
+        tokens_max=max(tokens),
         batch_size=batch_size,
         repeats=repeats,
-        rows=rows,
+        rows=_rows(methods, seconds, outputs, labels, flops, peaks),
     )
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()

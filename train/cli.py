@@ -159,27 +159,17 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 @dataclass
 class SuggestOptions(CheckpointOnFileOptions):
-    input: str = option(
-        help="a folder of .txt articles (one per file), or a .txt/.jsonl/.csv with one document "
-        "per line or record, as predict.py --documents reads it"
-    )
+    input: str = option(help="folder of .txt articles, or a .txt/.jsonl/.csv of a document a line")
     output: str = option(help="suggestions .jsonl")
     number: int = option(50, help="sentences to suggest", minimum=1, short="-n")
     strategy: str = option(
         "diverse",
-        help="diverse: among the 2N least sure, spread over the model's sentence vectors; "
-        "uncertainty: the least sure first; random: for comparison",
+        help="diverse: the 2N least sure, spread out; uncertainty: the least sure; random",
         choices=STRATEGIES,
     )
-    uncertainty: str = option(
-        "margin",
-        help="margin: 1 - (top - second probability); entropy",
-        choices=UNCERTAINTY_MEASURES,
-    )
+    uncertainty: str = option("margin", help="margin or entropy", choices=UNCERTAINTY_MEASURES)
     labelled: list[str] = option(
-        [],
-        help="labelled .jsonl files and dev sets (a,b.jsonl; a text field): their sentences, "
-        "or near copies, are never suggested",
+        [], help="labelled/dev .jsonl (a,b): their near copies are skipped"
     )
     seed: int = option(0, help="seed of --strategy random")
     batch_size: int = option(32, help="sentences per forward pass", minimum=1)
@@ -201,13 +191,10 @@ class AgreeOptions:
 
 
 @dataclass
-class MergeOptions:
-    files: list[str] = option(help="annotation .jsonl files", positional=True)
+class MergeOptions(AgreeOptions):
     output: str = option(help="labelled .jsonl")
     adjudicated: str = option("", help="annotate's answers to agree's disagreements file")
-    sentences: str = option("", help="id and text, as for agree")
     dev: str = option("", help="a dev set (text field): none of its sentences may be merged")
-    overwrite: bool = option(False, help="replace an existing output")
 
 
 @script_main
@@ -223,28 +210,34 @@ def label_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _suggest_command(args: Any) -> int:
+    import numpy as np
+
     from negstance.model.checkpoint import check_checkpoint_dir
     from negstance.model.classifier import StanceClassifier
     from negstance.train import labeling, suggest
     from negstance.train.data import read_labelled_records
 
-    inputs = [args.input, *args.labelled]
-    output = labeling.check_jsonl_output(args.output, args.overwrite, inputs)
+    output = labeling.check_jsonl_output(args.output, args.overwrite, [args.input, *args.labelled])
     check_checkpoint_dir(args.model)  # before reading: a wrong --model is said at once
     documents = suggest.read_documents(args.input, args.text_column, args.encoding)
     # One file at a time: a round's suggestions and its merged labels share ids.
-    labelled = [
-        row["text"] for path in args.labelled for row in read_labelled_records(path, ["text"])
-    ]
+    labelled = [r["text"] for path in args.labelled for r in read_labelled_records(path, ["text"])]
     pool = suggest.candidate_pool(suggest.sentence_rows(documents), labelled)
     if not pool.rows:
-        raise NegstanceError(
-            f"no sentences left to suggest: all {pool.sentences} sentences of {args.input} are "
-            "already labelled or repeat one another"
-        )
+        raise NegstanceError(f"nothing left to suggest in {args.input}: all labelled or repeats")
     classifier = StanceClassifier.from_pretrained(args.model, device=args.device)
-    options = {"strategy": args.strategy, "measure": args.uncertainty, "seed": args.seed}
-    rows = suggest.suggest(classifier, pool, args.number, batch_size=args.batch_size, **options)
+    texts = [row["text"] for row in pool.rows]
+    probabilities = np.zeros((len(texts), 3))  # random needs no network
+    if args.strategy != "random":
+        probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
+
+    def vectors_of(rows: list[int]) -> Any:
+        return classifier.embed([texts[i] for i in rows], batch_size=args.batch_size)
+
+    options = {"measure": args.uncertainty, "vectors_of": vectors_of, "seed": args.seed}
+    order = suggest.rank_for_labelling(probabilities, args.number, args.strategy, **options)
+    # No model label or probability: the annotator is not anchored.
+    rows = [{**pool.rows[index], "rank": rank} for rank, index in enumerate(order, start=1)]
     labeling.write_jsonl(output, rows)
     print(
         f"wrote {output}: {len(rows)} sentences to label ({args.strategy}), from "
@@ -303,8 +296,8 @@ def _merge_command(args: Any) -> int:
     inputs = [*args.files, args.adjudicated, args.sentences, args.dev]
     output = labeling.check_jsonl_output(args.output, args.overwrite, inputs)
     files = [labeling.read_annotations(path) for path in args.files]
-    adjudicated = labeling.read_annotations(args.adjudicated) if args.adjudicated else None
     sentences = labeling.read_sentences(args.sentences) if args.sentences else None
+    adjudicated = labeling.read_annotations(args.adjudicated) if args.adjudicated else None
     dev = [row["text"] for row in read_labelled_records(args.dev, ["text"])] if args.dev else []
     merged = labeling.merge_annotations(files, adjudicated, sentences, dev, str(args.dev))
     if not merged.rows:

@@ -1,76 +1,49 @@
-"""Honest evaluation: leave-one-article-out cross-validation, repeated over seeds.
+"""Evaluation on the external dev set and by leave-one-article-out cross-validation.
 
-Each article is held out in turn (``LeaveOneGroupOut`` on ``doc``); anything tuned is
-tuned inside the training articles only, and every system sees the same folds and seeds.
-``scripts/evaluate.py`` wraps :func:`negstance.train.cli.evaluate_main`.
+Every system (the fine-tuned model, the baselines of :mod:`negstance.train.baselines`) has one
+``fit_predict(train, test, seed)``: a protocol is a loop over seeds × folds × systems.
+**folds**: each held-out article's score, mean ± std over folds × seeds; **pooled**: each
+seed's held-out predictions scored together, mean ± std over seeds.
 
-**fold scores**: each held-out article's score, mean ± std over folds × seeds (mostly the
-spread between articles). **pooled scores**: each seed's predictions on every held-out
-sentence scored together, mean ± std over seeds: the steadier figure, as most articles
-have only 1-3 ``against`` sentences.
-
-Example:
-    >>> from negstance.train.config import load_config
-    >>> from negstance.train.evaluation import cross_validate
-    >>> report = cross_validate(load_config("configs/default.yaml"), seeds=[42])  # doctest: +SKIP
-    >>> report["systems"]["model"]["pooled"]["macro_f1"]["mean"]  # doctest: +SKIP
-    0.6...
+Example: ``cross_validate(load_config("configs/default.yaml"), [42])["systems"]["model"]``
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import platform
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, NamedTuple
 
 import datasets
 import numpy as np
 import torch
 import transformers
-from sklearn.metrics import f1_score
 from sklearn.model_selection import LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from negstance.model.backbones import MINILM, resolve_model_path
 from negstance.model.checkpoint import quiet_transformers_loading
 from negstance.model.classifier import StanceClassifier, resolve_device
 from negstance.model.errors import NegstanceError
 from negstance.model.labels import LABELS
-from negstance.train import training
-from negstance.train.baselines import (
-    BASELINE_DESCRIPTIONS,
-    BASELINE_INPUTS,
-    MINILM_PREFIX,
-    SETFIT,
-    fit_predict_baseline,
-    fit_predict_setfit,
-    frozen_embeddings,
-    setfit_available,
-)
+from negstance.train import baselines, training
 from negstance.train.config import TrainConfig, config_diff
 from negstance.train.data import load_seed_dataset
 from negstance.train.metrics import LABEL_IDS, classification_metrics
-from negstance.train.report import (
-    ENSEMBLE,
-    HEADLINE_METRICS,
-    MODEL,
-    PER_RUN_KEYS,
-    strongest_baseline,
-)
+from negstance.train.report import ENSEMBLE, MODEL, PER_RUN_KEYS, SETFIT, strongest_baseline
 from negstance.train.suggest import find_duplicates
 
+HEADLINE_METRICS = ("macro_f1", "f_avg", "accuracy")
 
-@dataclass(frozen=True)
-class Fold:
+
+class Fold(NamedTuple):
     """One held-out article: the row indices to train on and to test on."""
 
     document: str
@@ -81,140 +54,141 @@ class Fold:
 def grouped_folds(documents: Sequence[str], max_folds: int | None = None) -> list[Fold]:
     """Leave-one-document-out folds, in sorted document order.
 
-    Example:
-        >>> [fold.document for fold in grouped_folds(["a", "b", "a", "c"])]
-        ['a', 'b', 'c']
-        >>> grouped_folds(["a", "b", "a", "c"])[0].test_indices
-        [0, 2]
+    Example: ``grouped_folds(["a", "b", "a", "c"])[0] == Fold("a", [1, 3], [0, 2])``
     """
-    groups = np.asarray(documents)
-    # Three, because the tuned baselines run a second leave-one-document-out CV
-    # inside each training fold, which needs two documents of its own.
+    # Three: the tuned baselines' inner grouped CV needs two documents of its own.
     if len(set(documents)) < 3:
         raise NegstanceError(
             "grouped cross-validation needs sentences from at least three documents "
             f"(the data's `doc` field); found {len(set(documents))}"
         )
-    folds = [
-        Fold(str(groups[test[0]]), train.tolist(), test.tolist())
-        for train, test in LeaveOneGroupOut().split(np.zeros(len(groups)), groups=groups)
-    ]
+    groups = np.asarray(documents)
+    splits = LeaveOneGroupOut().split(groups, groups=groups)
+    folds = [Fold(str(groups[test[0]]), train.tolist(), test.tolist()) for train, test in splits]
     return folds[:max_folds] if max_folds else folds
+
+
+@dataclass
+class FineTunedModel:
+    """The system under test: ``config`` trained on the training rows with each seed."""
+
+    config: TrainConfig
+    dataset: datasets.Dataset
+    device: Any
+    name = MODEL
+    seeded = True
+
+    @property
+    def description(self) -> str:
+        return f"fine-tuned {self.config.model_name_or_path} (head={self.config.head})"
+
+    def fit_predict(self, train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+        """The test rows' class probabilities, shape ``(len(test), 3)``."""
+        config = replace(self.config, seed=seed, no_progress=True)
+        # Looked up on the module at each call, so a patched training.train is used.
+        result = training.train(config, train_dataset=self.dataset.select(train), save=False)
+        classifier = StanceClassifier(result.model, result.tokenizer, device=self.device)
+        return classifier.predict_proba(self.dataset.select(test)["text"])
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """Mean, sample standard deviation (0 for a single value) and count."""
     array = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(array.mean()),
-        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-        "n": len(array),
-    }
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "n": len(array)}
 
 
-def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
-    """Headline and per-label scores of one ``classification_metrics`` result, flattened."""
-    scores = {name: metrics[name] for name in HEADLINE_METRICS}
-    for label, values in metrics["per_label"].items():
-        for name in ("precision", "recall", "f1"):
-            scores[f"{label}_{name}"] = values[name]
-    return scores
+def summarize_system(runs: list[dict], pooled: list[dict], folds: list[Fold], seeds: list) -> dict:
+    """Summaries of one system's metrics per seed and fold (``runs``) and per seed (``pooled``)."""
 
-
-def summarize_system(
-    runs: list[dict[str, Any]],
-    predictions: dict[int, np.ndarray],
-    labels: np.ndarray,
-    tested: np.ndarray,
-) -> dict[str, Any]:
-    """Fold-level and pooled summaries of one system's runs (see the module docstring)."""
-    fold_scores = [flat_scores(run["metrics"]) for run in runs]
-    pooled_by_seed = {
-        seed: classification_metrics(labels[tested].tolist(), predicted[tested].tolist())
-        for seed, predicted in predictions.items()
-    }
-    pooled_scores = [flat_scores(metrics) for metrics in pooled_by_seed.values()]
-    per_fold: dict[str, Any] = {}
-    for document in dict.fromkeys(run["document"] for run in runs):
-        document_runs = [run for run in runs if run["document"] == document]
-        per_fold[document] = {
-            name: summarize([run["metrics"][name] for run in document_runs])
-            for name in HEADLINE_METRICS
-        } | {
-            "confusion_matrix": np.sum(
-                [run["metrics"]["confusion_matrix"] for run in document_runs], axis=0
-            ).tolist()
+    def flat(metrics: dict) -> dict[str, float]:
+        return {name: metrics[name] for name in HEADLINE_METRICS} | {
+            f"{label}_{name}": scores[name]
+            for label, scores in metrics["per_label"].items()
+            for name in ("precision", "recall", "f1")
         }
+
+    def summaries(metrics: list[dict], names: Sequence[str] | None = None) -> dict[str, Any]:
+        scores = [flat(m) for m in metrics]
+        return {name: summarize([s[name] for s in scores]) for name in names or scores[0]}
+
+    def matrix(metrics: list[dict]) -> list[list[int]]:
+        return np.sum([m["confusion_matrix"] for m in metrics], axis=0).tolist()
+
+    by_fold = {fold.document: runs[index :: len(folds)] for index, fold in enumerate(folds)}
     return {
-        "folds": {name: summarize([s[name] for s in fold_scores]) for name in fold_scores[0]},
-        "pooled": {name: summarize([s[name] for s in pooled_scores]) for name in pooled_scores[0]},
-        "pooled_by_seed": {str(seed): flat_scores(m) for seed, m in pooled_by_seed.items()},
-        "confusion_matrix": np.sum(
-            [metrics["confusion_matrix"] for metrics in pooled_by_seed.values()], axis=0
-        ).tolist(),
-        "per_fold": per_fold,
+        "folds": summaries(runs),
+        "pooled": summaries(pooled),
+        "pooled_by_seed": {str(s): flat(m) for s, m in zip(seeds, pooled, strict=True)},
+        "confusion_matrix": matrix(pooled),
+        "per_fold": {
+            document: summaries(metrics, HEADLINE_METRICS) | {"confusion_matrix": matrix(metrics)}
+            for document, metrics in by_fold.items()
+        },
     }
 
 
-def paired_differences(
-    runs: list[dict[str, Any]], system: str, baseline: str
-) -> dict[str, dict[str, float]]:
-    """``system`` minus ``baseline`` on the same (seed, article) runs: mean, std, wins."""
-    by_key = {(run["system"], run["seed"], run["document"]): run["metrics"] for run in runs}
-    keys = [(run["seed"], run["document"]) for run in runs if run["system"] == system]
+def paired_differences(runs: list[dict], baseline_runs: list[dict]) -> dict[str, dict]:
+    """The model's minus a baseline's metrics on the same (seed, article) runs: mean, std, wins."""
     result = {}
     for name in ("macro_f1", "f_avg"):
-        differences = [
-            by_key[(system, *key)][name] - by_key[(baseline, *key)][name] for key in keys
-        ]
-        result[name] = summarize(differences) | {
-            "wins": int(sum(value > 0 for value in differences)),
-            "ties": int(sum(value == 0 for value in differences)),
-        }
+        values = np.array([a[name] - b[name] for a, b in zip(runs, baseline_runs, strict=True)])
+        wins, ties = int(np.sum(values > 0)), int(np.sum(values == 0))
+        result[name] = summarize(values) | {"wins": wins, "ties": ties}
     return result
 
 
-def bootstrap_difference(
-    labels: np.ndarray,
-    model_predictions: Sequence[np.ndarray],
-    baseline_predictions: np.ndarray | Sequence[np.ndarray],
-    resamples: int,
-) -> dict[str, dict[str, float]]:
-    """95 % interval of (model − baseline) pooled macro-F1 and F_avg, resampling sentences.
+def bootstrap_difference(labels: np.ndarray, model: Any, baseline: Any, resamples: int) -> dict:
+    """95 % interval of (model − baseline) pooled macro-F1 and F_avg over resampled sentences,
+    both scored on the same resamples, each averaged over its seeds (one array, or one per seed)."""
+    rows = np.random.default_rng(0).integers(0, len(labels), (resamples, len(labels)))
+    truth = labels[rows][..., None] == LABEL_IDS  # (resample, sentence, label)
 
-    With 153 sentences, which ones were drawn matters more than the seeds. Paired: each
-    resample scores the model and the baseline on the same rows, each averaged over
-    its seeds (``baseline_predictions``: one array, or one per seed as for SetFit).
-    """
-    baseline_by_seed = np.atleast_2d(np.asarray(baseline_predictions))
-    generator = np.random.default_rng(0)
-    differences: dict[str, list[float]] = {"macro_f1": [], "f_avg": []}
-    for _ in range(resamples):
-        rows = generator.integers(0, len(labels), len(labels))
+    def mean_f1(by_seed: Any) -> np.ndarray:  # per resample and label, mean over the seeds
+        scores = []
+        for predictions in np.atleast_2d(by_seed):
+            predicted = predictions[rows][..., None] == LABEL_IDS
+            # scikit-learn's F1, 2 tp / (true + predicted), 0 where a label is in neither
+            total = (truth.sum(1) + predicted.sum(1)).astype(float)
+            both = 2.0 * (truth & predicted).sum(1)
+            scores.append(np.divide(both, total, out=np.zeros_like(total), where=total > 0))
+        return np.mean(scores, axis=0)
 
-        def per_label_f1(predicted: np.ndarray, rows: np.ndarray = rows) -> np.ndarray:
-            return f1_score(
-                labels[rows], predicted[rows], labels=LABEL_IDS, average=None, zero_division=0
+    differences = mean_f1(model) - mean_f1(baseline)
+    intervals = {}
+    for name, values in (("macro_f1", differences.mean(1)), ("f_avg", differences[:, :2].mean(1))):
+        low, high = np.percentile(values, [2.5, 97.5]).tolist()
+        intervals[name] = {"low": low, "high": high, "share_above_zero": float(np.mean(values > 0))}
+    return intervals
+
+
+def load_protocols(config: TrainConfig, dev_path: str | None, max_folds: int | None, cv: bool):
+    """``{protocol: (data, folds)}``; refused where a fold lacks a label or the dev set leaked."""
+    dataset = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
+    protocols = {}
+    if cv:
+        folds = grouped_folds(list(dataset["doc"]), max_folds)
+        labels = np.asarray(dataset["label"])
+        for fold in folds:
+            if missing := sorted(set(LABEL_IDS) - set(labels[fold.train_indices])):
+                raise NegstanceError(
+                    f"every {', '.join(repr(LABELS[i]) for i in missing)} sentence is in "
+                    f"document {fold.document!r}: holding it out leaves no example of that "
+                    "label to train on; label some in another document"
+                )
+        protocols["cv"] = (dataset, folds)
+    if dev_path:
+        dev = load_seed_dataset(dev_path)
+        # A dev sentence merged into the training data would inflate every dev score.
+        matches = find_duplicates(dev["text"], dataset["text"])
+        if leaked := [dev["id"][i] for i, match in enumerate(matches) if match is not None]:
+            raise NegstanceError(
+                f"{len(leaked)} dev sentence(s) are in the training data {config.data_path} "
+                f"(e.g. {leaked[0]}): the dev set must never be trained on; drop them there"
             )
-
-        model = np.mean([per_label_f1(predicted) for predicted in model_predictions], axis=0)
-        baseline = np.mean([per_label_f1(predicted) for predicted in baseline_by_seed], axis=0)
-        difference = model - baseline
-        differences["macro_f1"].append(float(difference.mean()))
-        differences["f_avg"].append(float(difference[:2].mean()))
-    return {
-        name: {
-            "low": float(np.percentile(values, 2.5)),
-            "high": float(np.percentile(values, 97.5)),
-            "share_above_zero": float(np.mean(np.asarray(values) > 0)),
-        }
-        for name, values in differences.items()
-    }
-
-
-def label_counts(labels: Sequence[int]) -> dict[str, int]:
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS)).tolist()
-    return {label: counts[index] for index, label in enumerate(LABELS)}
+        rows = list(range(len(dataset))), list(range(len(dataset), len(dataset) + len(dev)))
+        protocols["dev"] = (datasets.concatenate_datasets([dataset, dev]), [Fold("dev", *rows)])
+    return protocols
 
 
 def cross_validate(
@@ -229,91 +203,43 @@ def cross_validate(
     dev_path: str | None = None,
     run_cv: bool = True,
 ) -> dict[str, Any]:
-    """Train and test the model and the baselines; the report dict.
-
-    Leave-one-article-out CV on the seed set (``run_cv``) fills the top-level keys;
-    training on every seed sentence and scoring on the dev set at ``dev_path`` fills
-    ``report["dev"]`` (the same keys, one "fold"). Each run uses ``config`` with its
-    ``seed`` (``validation_docs`` ignored); ``setfit_iterations``: SetFit's ``num_iterations``.
-    """
+    """Train and score the model and the baselines: the report dict. CV on the seed set
+    (``run_cv``) fills the top-level keys, the dev set at ``dev_path`` (trained on every seed
+    sentence) ``report["dev"]``; ``report["predictions"]``: every held-out sentence's labels."""
     config.validate()  # a field may have been set since the config was made
-    if getattr(config, "resume_from", ""):
-        raise NegstanceError(
-            "resume_from cannot be used in cross-validation: every run starts fresh"
-        )
-    if not seeds:
-        raise NegstanceError("at least one seed is needed")
-    if not run_cv and not dev_path:
-        raise NegstanceError("nothing to evaluate: no cross-validation and no dev set")
+    if config.resume_from:
+        raise NegstanceError("resume_from cannot be used in evaluation: every run starts fresh")
+    if not seeds or not (run_cv or dev_path):
+        raise NegstanceError("nothing to evaluate: no seed, or no cross-validation and no dev set")
     resolved_device = resolve_device(device)  # a bad --device fails now, not after a training
     started = time.perf_counter()
-    dataset = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
-    if dev_path and not Path(dev_path).is_file():
-        raise NegstanceError(
-            f"dev set not found: {dev_path} (--dev_path=FILE, or --dev_path= to leave it out)"
-        )
-    dev = load_seed_dataset(dev_path) if dev_path else None
-    if dev is not None:
-        # A dev sentence merged into the training data would inflate every dev score.
-        leaked = [
-            dev["id"][index]
-            for index, match in enumerate(find_duplicates(dev["text"], dataset["text"]))
-            if match is not None
-        ]
-        if leaked:
-            raise NegstanceError(
-                f"{len(leaked)} dev sentence(s) are in the training data {config.data_path} "
-                f"(e.g. {leaked[0]}): the dev set must never be trained on; drop them there"
-            )
-    run_setfit = include_setfit and setfit_available()
-    if run_setfit and setfit_iterations is None:
-        # Said up front: with its default pair sampling this baseline can take hours
-        # on a CPU, far longer than the model.
-        fits = len(seeds) * ((len(set(dataset["doc"])) if run_cv else 0) + bool(dev))
-        print(
-            f"setfit is installed: the SetFit baseline is included, {fits} fits of about "
-            "10 minutes each on one CPU thread; --setfit_iterations 20 halves that, "
-            "--no_setfit leaves it out",
-            file=sys.stderr,
-        )
-    options = {
-        "skipped_setfit": None
-        if run_setfit
-        else "left out (--no_setfit)"
-        if not include_setfit
-        else 'setfit is not installed or does not import (optional: pip install -e ".[setfit]")',
-        "seeds": seeds,
-        "device": resolved_device,
-        "show_progress": show_progress,
-        "bootstrap_resamples": bootstrap_resamples,
-        "setfit_iterations": setfit_iterations,
-        "run_setfit": run_setfit,
-    }
+    protocols = load_protocols(config, dev_path, max_folds, run_cv)
+    fits = len(seeds) * sum(len(folds) for _, folds in protocols.values())
+    skipped = setfit_skipped(include_setfit, setfit_iterations, fits)
+    changes = config_diff(asdict(TrainConfig()), asdict(config), ignore=PER_RUN_KEYS)
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "config": dataclasses.asdict(config),
-        "config_changes": config_changes(config),
+        "config": asdict(config),
+        "config_changes": {key: value for key, (_, value) in changes.items()},
         "seeds": list(seeds),
+        "predictions": [],
     }
-    if run_cv:
-        folds = grouped_folds(list(dataset["doc"]), max_folds)
-        labels = np.asarray(dataset["label"])
-        for fold in folds:
-            missing = set(range(len(LABELS))) - set(labels[fold.train_indices].tolist())
-            if missing:
-                names = ", ".join(repr(LABELS[label]) for label in sorted(missing))
-                raise NegstanceError(
-                    f"every {names} sentence is in document {fold.document!r}: holding it "
-                    "out leaves no example of that label to train on; label some in "
-                    "another document"
-                )
-        report |= run_protocol(config, dataset, folds, "cross-validation", **options)
-    if dev is not None:
-        combined = datasets.concatenate_datasets([dataset, dev])
-        fold = Fold("dev", list(range(len(dataset))), list(range(len(dataset), len(combined))))
-        report["dev"] = run_protocol(config, combined, [fold], "dev set", **options)
-        report["dev"]["data"]["path"] = dev_path
-        report["dev"]["data"]["train_path"] = config.data_path
+    for protocol, (data, folds) in protocols.items():
+        protocol_started = time.perf_counter()
+        systems = [FineTunedModel(config, data, resolved_device)]
+        systems += baselines.sklearn_baselines(data, config)
+        if not skipped:
+            device_name = str(resolved_device)
+            systems.append(baselines.SetFitBaseline(data, config, setfit_iterations, device_name))
+        title = "cross-validation" if protocol == "cv" else "dev set"
+        predicted, seconds = run_protocol(systems, data, folds, seeds, title, show_progress)
+        part = protocol_report(systems, data, folds, predicted, seconds, bootstrap_resamples)
+        part["data"]["path"] = dev_path if protocol == "dev" else config.data_path
+        part["data"] |= {"train_path": config.data_path} if protocol == "dev" else {}
+        part["skipped"] = skipped
+        part["timing"]["total_seconds"] = round(time.perf_counter() - protocol_started, 1)
+        report["predictions"] += prediction_rows(protocol, data, folds, predicted, seeds)
+        report |= {"dev": part} if protocol == "dev" else part
     report["environment"] = {
         "train_mixed_precision": training.resolve_mixed_precision(config.mixed_precision),
         "python": platform.python_version(),
@@ -323,245 +249,121 @@ def cross_validate(
         "device": str(resolved_device),
         "cpu_count": os.cpu_count(),
     }
-    report["total_seconds"] = round(time.perf_counter() - started, 1)
-    return report
+    return report | {"total_seconds": round(time.perf_counter() - started, 1)}
+
+
+def setfit_skipped(include: bool, iterations: int | None, fits: int) -> dict[str, str]:
+    """Why the SetFit baseline is left out; ``{}`` when it runs."""
+    if not include or not baselines.setfit_available():
+        why = 'setfit is not installed or does not import (optional: pip install -e ".[setfit]")'
+        return {SETFIT: why if include else "left out (--no_setfit)"}
+    if iterations is None:  # with its default pair sampling it can take hours on a CPU
+        print(
+            f"setfit is installed: the SetFit baseline is included, {fits} fits of about 10 "
+            "minutes each on one CPU thread; --setfit_iterations 20 halves that, --no_setfit "
+            "leaves it out",
+            file=sys.stderr,
+        )
+    return {}
 
 
 @quiet_transformers_loading()  # load reports, once per training, would drown the bars here
 def run_protocol(
-    config: TrainConfig,
-    dataset: Any,
-    folds: list[Fold],
-    title: str,
-    seeds: Sequence[int],
-    device: Any,
-    show_progress: bool,
-    bootstrap_resamples: int,
-    setfit_iterations: int | None,
-    run_setfit: bool,
-    skipped_setfit: str | None,
-) -> dict[str, Any]:
-    """Every system on every fold and seed of one protocol; its part of the report."""
-    started = time.perf_counter()
-    texts = list(dataset["text"])
+    systems: list, dataset: Any, folds: list[Fold], seeds: Sequence[int], title: str, bars: bool
+) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, list[float]]]:
+    """Label ids per system and seed (the seed ensemble's under seed 0), fit seconds per system;
+    a system that is not ``seeded`` is fitted once per fold and reused for every seed."""
     labels = np.asarray(dataset["label"])
-    documents = list(dataset["doc"])
-    identifiers = list(dataset["id"])
-    tested = np.zeros(len(labels), dtype=bool)
-    for fold in folds:
-        tested[fold.test_indices] = True
-    # (system, baseline kind, input) for every deterministic baseline.
-    plain = [(name, name, source) for name, source in BASELINE_INPUTS.items()]
-    extra_minilm = resolve_model_path(MINILM) != resolve_model_path(config.model_name_or_path)
-    if extra_minilm:
-        plain += [
-            (MINILM_PREFIX + name, name, "embedding_minilm")
-            for name, source in BASELINE_INPUTS.items()
-            if source == "embedding"
+    predicted = {s.name: {seed: np.full(len(labels), -1) for seed in seeds} for s in systems}
+    probabilities = np.zeros((len(seeds), len(labels), len(LABELS)))
+    seconds: dict[str, list[float]] = defaultdict(list)
+    cache: dict[tuple[str, str], np.ndarray] = {}
+    with tqdm(total=len(seeds) * len(folds), desc=title, disable=not bars) as bar:
+        for index, seed in enumerate(seeds):
+            for fold in folds:
+                train, test = np.asarray(fold.train_indices), np.asarray(fold.test_indices)
+                for system in systems:
+                    key = (system.name, fold.document)
+                    if system.seeded or key not in cache:
+                        bar.set_postfix(seed=seed, held_out=fold.document[:3], fit=system.name)
+                        fit_started = time.perf_counter()
+                        cache[key] = system.fit_predict(train, test, seed)
+                        seconds[system.name].append(time.perf_counter() - fit_started)
+                    output = cache[key]
+                    if output.ndim == 2:  # the model's probabilities, kept for the ensemble
+                        probabilities[index, test], output = output, output.argmax(axis=1)
+                    predicted[system.name][seed][test] = output
+                bar.update(1)
+    if len(seeds) > 1:  # a free look at what a seed ensemble would give: one value per fold
+        predicted[ENSEMBLE] = {0: probabilities.mean(axis=0).argmax(axis=1)}
+    return predicted, seconds
+
+
+def protocol_report(systems, dataset, folds, predicted, seconds, resamples: int) -> dict[str, Any]:
+    """One protocol's part of the report: data, summaries, paired differences, bootstrap."""
+    labels = np.asarray(dataset["label"])
+    tested = np.sort(np.concatenate([fold.test_indices for fold in folds])).astype(int)
+    trained = np.unique(np.concatenate([fold.train_indices for fold in folds])).astype(int)
+    runs, summaries = {}, {}
+    for name, by_seed in predicted.items():
+        runs[name] = [
+            classification_metrics(labels[fold.test_indices], p[fold.test_indices])
+            for p in by_seed.values()
+            for fold in folds
         ]
-    baselines = [system for system, _, _ in plain] + ([SETFIT] if run_setfit else [])
+        pooled = [classification_metrics(labels[tested], p[tested]) for p in by_seed.values()]
+        summaries[name] = summarize_system(runs[name], pooled, folds, list(by_seed))
+    names = [system.name for system in systems if system.name != MODEL]
+    part = {"folds": [fold.document for fold in folds], "baselines": names, "systems": summaries}
+    strongest, seeds = strongest_baseline(part, "pooled", "macro_f1"), list(predicted[MODEL])
+    descriptions = {system.name: system.description for system in systems}
+    descriptions[ENSEMBLE] = f"mean probabilities of the {len(seeds)} seeds' models per fold"
 
-    baseline_inputs = {
-        "text": np.asarray(texts, dtype=object),
-        "embedding": frozen_embeddings(
-            texts, config.model_name_or_path, config.max_length, head=config.head
-        ),
-    }
-    if extra_minilm:
-        baseline_inputs["embedding_minilm"] = frozen_embeddings(texts, MINILM, config.max_length)
-    systems = [MODEL, *baselines]
-    runs: list[dict[str, Any]] = []
-    predictions = {system: {seed: np.full(len(labels), -1) for seed in seeds} for system in systems}
-    probabilities = {seed: np.zeros((len(labels), len(LABELS))) for seed in seeds}
-    train_seconds: list[float] = []
-    setfit_seconds: list[float] = []
-    baseline_cache: dict[tuple[str, str], np.ndarray] = {}
-    # A bar for each system trained per seed, moved as soon as its fit is done:
-    # SetFit can take longer per fold than the model.
-    bar_titles = {MODEL: title} | ({SETFIT: "setfit baseline"} if run_setfit else {})
-    progress = {
-        system: tqdm(
-            total=len(seeds) * len(folds),
-            desc=bar_title,
-            disable=not show_progress,
-            position=position,
-        )
-        for position, (system, bar_title) in enumerate(bar_titles.items())
-    }
+    def counts(rows: Any) -> dict[str, int]:
+        return dict(zip(LABELS, np.bincount(labels[rows], minlength=3).tolist(), strict=True))
 
-    def score(system: str, seed: int, fold: Fold) -> None:
-        """Record ``system``'s metrics on the held-out rows of ``fold``; move its bar."""
-        test_rows = fold.test_indices
-        metrics = classification_metrics(
-            labels[test_rows].tolist(), predictions[system][seed][test_rows].tolist()
-        )
-        runs.append({"system": system, "seed": seed, "document": fold.document, "metrics": metrics})
-        if system in progress:
-            progress[system].set_postfix(
-                seed=seed, held_out=fold.document[:3], macro_f1=f"{metrics['macro_f1']:.3f}"
-            )
-            progress[system].update(1)
-
-    for seed in seeds:
-        run_config = dataclasses.replace(config, seed=seed, no_progress=True)
-        for fold in folds:
-            train_rows, test_rows = fold.train_indices, fold.test_indices
-            # Looked up on the module at each call, so a patched training.train is used.
-            result = training.train(
-                run_config, train_dataset=dataset.select(train_rows), save=False
-            )
-            train_seconds.append(result.metrics["train_seconds"])
-            classifier = StanceClassifier(result.model, result.tokenizer, device=device)
-            fold_probabilities = classifier.predict_proba([texts[i] for i in test_rows])
-            probabilities[seed][test_rows] = fold_probabilities
-            predictions[MODEL][seed][test_rows] = fold_probabilities.argmax(axis=1)
-            score(MODEL, seed, fold)
-            for system, kind, source in plain:
-                # The baselines are deterministic (no seed changes them): fitted
-                # once per fold, scored alongside every seed's model.
-                key = (system, fold.document)
-                if key not in baseline_cache:
-                    inputs = baseline_inputs[source]
-                    baseline_cache[key] = fit_predict_baseline(
-                        kind,
-                        inputs[train_rows],
-                        labels[train_rows],
-                        [documents[i] for i in train_rows],
-                        inputs[test_rows],
-                        seed,
-                    )
-                predictions[system][seed][test_rows] = baseline_cache[key]
-                score(system, seed, fold)
-            if run_setfit:
-                # Seed-dependent like the model: fitted anew for every seed and fold.
-                setfit_started = time.perf_counter()
-                predictions[SETFIT][seed][test_rows] = fit_predict_setfit(
-                    [texts[i] for i in train_rows],
-                    labels[train_rows],
-                    [texts[i] for i in test_rows],
-                    config.model_name_or_path,
-                    seed,
-                    max_length=config.max_length,
-                    num_iterations=setfit_iterations,
-                    device=str(device),
-                )
-                setfit_seconds.append(time.perf_counter() - setfit_started)
-                score(SETFIT, seed, fold)
-    for bar in progress.values():
-        bar.close()
-
-    if len(seeds) > 1:
-        # Averaging the seeds' probabilities costs no extra training: a free look at
-        # what an ensemble would give. One value per fold, so no seed spread.
-        ensemble = np.mean([probabilities[seed] for seed in seeds], axis=0).argmax(axis=1)
-        predictions[ENSEMBLE] = {0: ensemble}
-        for fold in folds:
-            score(ENSEMBLE, 0, fold)
-    summaries = {
-        system: summarize_system(
-            [run for run in runs if run["system"] == system], by_seed, labels, tested
-        )
-        for system, by_seed in predictions.items()
-    }
-    comparisons = {baseline: paired_differences(runs, MODEL, baseline) for baseline in baselines}
-    strongest = strongest_baseline(summaries, baselines, "pooled", "macro_f1")
-    bootstrap = {
-        "baseline": strongest,
-        "resamples": bootstrap_resamples,
-        "sentences": int(tested.sum()),
-    } | bootstrap_difference(
-        labels[tested],
-        [predictions[MODEL][seed][tested] for seed in seeds],
-        [predictions[strongest][seed][tested] for seed in seeds],
-        bootstrap_resamples,
-    )
-    skipped = {}
-    descriptions = {
-        system: BASELINE_DESCRIPTIONS[kind]
-        + (" (on all-MiniLM-L6-v2)" if system.startswith(MINILM_PREFIX) else "")
-        for system, kind, _ in plain
-    }
-    timing: dict[str, Any] = {}
-    if run_setfit:
-        descriptions[SETFIT] = (
-            BASELINE_DESCRIPTIONS[SETFIT]
-            + "; pairs: "
-            + (
-                "SetFit's default oversampling"
-                if setfit_iterations is None
-                else f"num_iterations={setfit_iterations}"
-            )
-        )
-        timing = {
-            "setfit_fit_seconds_mean": round(float(np.mean(setfit_seconds)), 1),
-            "setfit_fits": len(setfit_seconds),
-        }
-    else:
-        skipped[SETFIT] = skipped_setfit
-    train_set = np.unique(np.concatenate([fold.train_indices for fold in folds]))
+    model, baseline = ([predicted[n][s][tested] for s in seeds] for n in (MODEL, strongest))
     return {
         "data": {
-            "path": config.data_path,
             "sentences": len(labels),
-            "train_sentences": len(train_set),
-            "tested_sentences": int(tested.sum()),
-            "label_counts": label_counts(labels[train_set]),
+            "train_sentences": len(trained),
+            "tested_sentences": len(tested),
+            "label_counts": counts(trained),
             "documents": {
-                fold.document: {
-                    "sentences": len(fold.test_indices),
-                    "label_counts": label_counts(labels[fold.test_indices]),
-                }
+                fold.document: {"sentences": len(fold.test_indices)}
+                | {"label_counts": counts(fold.test_indices)}
                 for fold in folds
             },
         },
-        "folds": [fold.document for fold in folds],
-        "baselines": baselines,
-        "systems": summaries,
-        "descriptions": {
-            MODEL: f"fine-tuned {config.model_name_or_path} (head={config.head})",
-            ENSEMBLE: f"mean probabilities of the {len(seeds)} seeds' models per fold",
-        }
-        | descriptions,
-        "comparisons": comparisons,
-        "bootstrap": bootstrap,
-        "skipped": skipped,
-        "runs": runs,
-        "predictions": {
-            system: {
-                str(seed): {
-                    identifiers[index]: LABELS[int(value)]
-                    for index, value in enumerate(predicted)
-                    if tested[index]
-                }
-                for seed, predicted in by_seed.items()
-            }
-            for system, by_seed in predictions.items()
+        **part,
+        "descriptions": {n: descriptions[n] for n in (MODEL, ENSEMBLE, *names) if n in predicted},
+        "comparisons": {name: paired_differences(runs[MODEL], runs[name]) for name in names},
+        "bootstrap": {"baseline": strongest, "resamples": resamples, "sentences": len(tested)}
+        | bootstrap_difference(labels[tested], model, baseline, resamples),
+        "timing": {  # per system: how many fits, of how many seconds on average
+            "fits": {name: len(times) for name, times in seconds.items()},
+            "fit_seconds": {name: round(float(np.mean(t)), 1) for name, t in seconds.items()},
         },
-        "timing": {
-            "total_seconds": round(time.perf_counter() - started, 1),
-            "model_train_seconds_mean": round(float(np.mean(train_seconds)), 1),
-            "trainings": len(train_seconds),
-        }
-        | timing,
     }
 
 
-def config_changes(config: TrainConfig) -> dict[str, Any]:
-    """The fields that differ from ``TrainConfig()``'s defaults (run-only keys left out)."""
-    differences = config_diff(
-        dataclasses.asdict(TrainConfig()), dataclasses.asdict(config), ignore=PER_RUN_KEYS
-    )
-    return {key: value for key, (_, value) in differences.items()}
+def prediction_rows(protocol: str, dataset, folds, predicted, seeds) -> list[dict[str, Any]]:
+    """One row per seed and held-out sentence: its truth and every system's label."""
+    tested = [i for fold in folds for i in fold.test_indices]
+    rows = dataset.select(tested).select_columns(["id", "doc", "text", "label"]).to_list()
+    return [
+        {"protocol": protocol, "seed": seed, **row, "label": LABELS[row["label"]]}
+        | {"predicted": {name: LABELS[p.get(seed, p.get(0))[i]] for name, p in predicted.items()}}
+        for seed in seeds
+        for i, row in zip(tested, rows, strict=True)
+    ]
 
 
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[None]:
     """Limit torch's and the BLAS/OpenMP pools' threads for the block (None: unchanged)."""
-    if threads is None:
-        yield
-        return
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or previous)
     try:
         with threadpool_limits(limits=threads):
             yield

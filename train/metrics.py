@@ -13,10 +13,8 @@ LABEL_IDS = list(range(len(LABELS)))
 
 
 def classification_metrics(references: Sequence[int], predictions: Sequence[int]) -> dict[str, Any]:
-    """Accuracy, macro-F1 over the three labels, F_avg and per-label P/R/F1.
-
-    F_avg is the SemEval-2016 stance metric: the mean of F1(favor) and F1(against);
-    ``none`` counts only through the errors it causes on the other two.
+    """Accuracy, macro-F1, F_avg (SemEval-2016: the mean of F1 favor and F1 against; ``none``
+    counts only through the errors it causes), per-label P/R/F1 and the confusion matrix.
 
     Example:
         >>> round(classification_metrics([0, 1, 2, 2], [0, 1, 2, 1])["f_avg"], 4)
