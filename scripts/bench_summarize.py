@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
 
     from negstance.model.labels import LABELS
-    from negstance.train.coverage import PROBS, read_rows, summarize
+    from negstance.train.coverage import PROBS, SummarizeOptions, read_rows, summarize
 
     rows = read_rows(args.input)
     rows = rows[rows["input_label"].isin(LABELS)].reset_index(drop=True)
@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for field in args.groups:
             frame = rest.assign(_group=rest[field].astype(str), _period="")
             for method in METHODS:
-                table = summarize(frame, method, rates, replicates=args.bootstrap)
+                options = SummarizeOptions(args.input, "", method=method, bootstrap=args.bootstrap)
+                table = summarize(frame, options, rates)
                 errors, covered = score(table, frame.assign(**{field: frame["_group"]}), field)
                 results[field, method][0].extend(errors)
                 results[field, method][1].extend(covered)

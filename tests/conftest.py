@@ -1,14 +1,12 @@
-"""Shared fixtures: a tiny random BERT (hidden 32, 2 layers) built from a config.
-
-Nothing is downloaded: the tokenizer's vocabulary is the packaged MiniLM's
-vocab.txt, and the network is switched off for the whole session.
-"""
+"""Shared helpers and fixtures: a tiny random BERT (hidden 32, 2 layers); nothing downloaded."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +56,26 @@ def tiny_bert_config(**overrides):
     )
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    return path
+
+
+def raises_one_line(call: Callable, *nouns: str) -> str:
+    """``call()`` raises a one-line ``NegstanceError`` naming every noun."""
+    from negstance.model.errors import NegstanceError
+
+    with pytest.raises(NegstanceError) as raised:
+        call()
+    message = str(raised.value)
+    assert "\n" not in message and all(noun in message for noun in nouns), message
+    return message
+
+
 def error_line(main: Callable, argv: list[str], capsys) -> str:
     """Run ``main(argv)``; assert exit status 2 and exactly one ``error:`` line on stderr."""
     status = main(argv)
@@ -78,6 +96,26 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def accelerate_launch(script: str, argv: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``scripts/<script>.py`` as two CPU (gloo) processes; exit 0.
+
+    ``--cpu --num_processes 2`` silently starts one process, hence ``--multi_gpu`` on the CPU.
+    """
+    with socket.socket() as probe:  # another run may hold accelerate's default port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes=2", "--num_machines=1", "--mixed_precision=no"]
+    launch += ["--dynamo_backend=no", f"--main_process_port={port}"]
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [*launch, str(REPO / "scripts" / f"{script}.py"), *argv]
+    done = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +142,7 @@ def tiny_checkpoint_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def seed_sentences() -> list[dict]:
-    return [json.loads(line) for line in SEED_DATA.read_text(encoding="utf-8").splitlines()]
+    return read_jsonl(SEED_DATA)
 
 
 @pytest.fixture()
@@ -119,14 +157,10 @@ def tiny_train_args(tiny_backbone_dir, tmp_path) -> list[str]:
     ]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
-    """Run torch on one thread in every test.
-
-    On a 2-core machine shared with other jobs, two torch threads spin-wait for
-    each other: measured 3x slower per MiniLM epoch (66 s vs 22 s at load
-    average 7) and 2x slower for a tiny-model run (3.1 s vs 1.6 s).
-    """
+    """One torch thread for the whole session, module fixtures included (a run compared with
+    another must use the same thread count); on 2 shared cores two threads spin-wait."""
     import torch
 
     previous = torch.get_num_threads()

@@ -1,4 +1,4 @@
-"""The seed dataset: faithful to its raw articles, and loaded with the right label ids."""
+"""The seed set (faithful to its raw articles, right label ids); the labelled-JSONL reader."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SEED_DATA, raises_one_line, write_jsonl
 from datasets import ClassLabel
 
 from negstance.model.errors import NegstanceError
@@ -20,130 +21,89 @@ from negstance.train.data import (
     split_by_documents,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 RAW_DIR = REPO / "data" / "raw"
-SEED_DATA = REPO / "data" / "seed_sentences.jsonl"
 
 
-def raw_article(doc: str) -> str:
-    return (RAW_DIR / f"{doc}.txt").read_text(encoding="utf-8")
-
-
-def test_every_sentence_occurs_in_its_raw_article(seed_sentences: list[dict]) -> None:
-    missing = [row["id"] for row in seed_sentences if row["text"] not in raw_article(row["doc"])]
-    assert missing == []
-
-
-def test_dataset_is_exactly_the_segmentation_of_the_raw_articles(
+def test_the_seed_set_is_the_segmentation_of_the_raw_articles_and_covers_them(
     seed_sentences: list[dict],
 ) -> None:
     keys = ("id", "doc", "index", "text")
-    segmented = [tuple(row[key] for key in keys) for row in segment_articles(RAW_DIR)]
-    in_dataset = [tuple(row[key] for key in keys) for row in seed_sentences]
-    assert in_dataset == segmented
-
-
-def test_sentences_cover_every_non_whitespace_character_of_every_article(
-    seed_sentences: list[dict],
-) -> None:
+    assert [tuple(row[key] for key in keys) for row in seed_sentences] == [
+        tuple(row[key] for key in keys) for row in segment_articles(RAW_DIR)
+    ]
     by_doc: dict[str, list[str]] = defaultdict(list)
     for row in seed_sentences:
         by_doc[row["doc"]].append(row["text"])
     assert sorted(by_doc) == sorted(path.stem for path in RAW_DIR.glob("*.txt"))
     for doc, sentences in by_doc.items():
-        article = raw_article(doc)
+        article = (RAW_DIR / f"{doc}.txt").read_text(encoding="utf-8")
         spans = sentence_spans(article)
         assert [article[start:end] for start, end in spans] == sentences, doc
         covered = {position for start, end in spans for position in range(start, end)}
-        uncovered = "".join(
-            char for position, char in enumerate(article) if position not in covered
-        )
-        assert uncovered.strip() == "", f"{doc}: text left out of every sentence: {uncovered!r}"
+        left_out = "".join(char for i, char in enumerate(article) if i not in covered)
+        assert left_out.strip() == "", f"{doc}: text in no sentence: {left_out!r}"
         # A sentence never spans two lines: headlines stay apart from body text.
         assert not any("\n" in sentence for sentence in sentences), doc
-
-
-def test_ids_are_unique_and_indices_count_up_within_each_doc(seed_sentences: list[dict]) -> None:
-    ids = [row["id"] for row in seed_sentences]
-    assert len(ids) == len(set(ids))
-    indices: dict[str, list[int]] = defaultdict(list)
-    for row in seed_sentences:
-        indices[row["doc"]].append(row["index"])
-        assert row["id"] == f"{row['doc'][:3]}-{row['index']:02d}"
-    for doc, found in indices.items():
-        assert found == list(range(len(found))), doc
-
-
-def test_labels_are_the_three_names_and_each_occurs(seed_sentences: list[dict]) -> None:
     assert {row["label"] for row in seed_sentences} == set(LABELS)
-    assert all(isinstance(row["ambiguous"], bool) for row in seed_sentences)
-    assert all(row["text"] == row["text"].strip() and row["text"] for row in seed_sentences)
 
 
-def test_load_seed_dataset_declares_label_order_favor_against_none(
-    seed_sentences: list[dict],
+def test_load_seed_dataset_declares_label_order_and_concatenates_files_with_unique_ids(
+    tmp_path: Path, seed_sentences: list[dict]
 ) -> None:
-    dataset = load_seed_dataset(SEED_DATA)
+    first = write_jsonl(tmp_path / "first.jsonl", seed_sentences[:100])
+    second = write_jsonl(tmp_path / "second.jsonl", seed_sentences[100:])
+    dataset = load_seed_dataset([first, second])
     assert dataset.features["label"] == ClassLabel(names=["favor", "against", "none"])
-    assert dataset.features["label"].str2int(["favor", "against", "none"]) == [0, 1, 2]
-    assert "doc" in dataset.column_names
-    assert len(dataset) == len(seed_sentences)
     assert dataset["label"] == [LABEL2ID[row["label"]] for row in seed_sentences]
-    assert dataset["doc"] == [row["doc"] for row in seed_sentences]
-    assert dataset["id"] == [row["id"] for row in seed_sentences]
+    for key in ("id", "doc", "ambiguous"):
+        assert dataset[key] == [row[key] for row in seed_sentences]
+    clear = load_seed_dataset(SEED_DATA, exclude_ambiguous=True)
+    assert clear["id"] == [row["id"] for row in seed_sentences if not row["ambiguous"]]
+    again = write_jsonl(tmp_path / "again.jsonl", seed_sentences[:3])
+    with pytest.raises(NegstanceError, match=r"again\.jsonl, line 1: .*'000-00'.*first\.jsonl"):
+        load_seed_dataset([first, again])
+    # Rows without ids are numbered per file, so two such files do not collide.
+    no_ids = [{"text": row["text"], "label": row["label"]} for row in seed_sentences[:4]]
+    one = write_jsonl(tmp_path / "one.jsonl", no_ids[:2])
+    two = write_jsonl(tmp_path / "two.jsonl", no_ids[2:])
+    assert len(set(load_seed_dataset([one, two])["id"])) == 4
+    assert load_seed_dataset(one)["id"] == ["line-1", "line-2"]
+    with pytest.raises(NegstanceError, match="data_path"):
+        load_seed_dataset([])
 
 
-def test_exclude_ambiguous_drops_exactly_the_ambiguous_rows(seed_sentences: list[dict]) -> None:
-    dataset = load_seed_dataset(SEED_DATA, exclude_ambiguous=True)
-    assert dataset["id"] == [row["id"] for row in seed_sentences if not row["ambiguous"]]
-    assert len(dataset) < len(seed_sentences)
+GOOD = {"id": "a", "text": "Talks began.", "label": "favor"}
+BAD_ROWS = {
+    "unknown label": ({**GOOD, "id": "b", "label": "pro"}, "'pro'"),
+    "no label": ({"id": "b", "text": "Talks ended."}, "'label'"),
+    "null label": ({**GOOD, "id": "b", "label": None}, "'label'"),
+    "no text": ({"id": "b", "label": "none"}, "'text'"),
+    "empty text": ({**GOOD, "id": "b", "text": "  "}, "text"),
+    "text not a string": ({**GOOD, "id": "b", "text": ["a", "list"]}, "'text'"),
+    "ambiguous not a bool": ({**GOOD, "id": "b", "ambiguous": "maybe"}, "'maybe'"),
+    "index not a number": ({**GOOD, "id": "b", "index": True}, "'index'"),
+    "duplicate id": ({**GOOD, "text": "Talks ended."}, "'a' (first on line 1)"),
+    "not an object": (["a", "list"], "JSON object"),
+    "not JSON": ("{oops", "JSON"),
+}
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+@pytest.mark.parametrize("case", list(BAD_ROWS))
+def test_a_bad_row_is_one_line_naming_file_line_and_problem(case: str, tmp_path: Path) -> None:
+    row, noun = BAD_ROWS[case]
+    path = tmp_path / "bad.jsonl"
+    bad_line = row if isinstance(row, str) else json.dumps(row)
+    path.write_text(json.dumps(GOOD) + "\n\n" + bad_line + "\n", encoding="utf-8")
+    raises_one_line(lambda: read_labelled_records(path), f"{path}, line 3", noun)
 
 
-def test_unknown_label_is_rejected_naming_the_line(tmp_path: Path) -> None:
-    path = write_jsonl(
-        tmp_path / "bad.jsonl",
-        [
-            {"id": "a", "text": "Talks began.", "label": "favor"},
-            {"id": "b", "text": "Talks ended.", "label": "pro"},
-        ],
-    )
-    with pytest.raises(NegstanceError, match=r"bad\.jsonl, line 2: .*'pro'"):
-        read_labelled_records(path)
-
-
-def test_duplicate_id_is_rejected_naming_both_lines(tmp_path: Path) -> None:
-    path = write_jsonl(
-        tmp_path / "dup.jsonl",
-        [
-            {"id": "a", "text": "Talks began.", "label": "favor"},
-            {"id": "a", "text": "Talks ended.", "label": "none"},
-        ],
-    )
-    with pytest.raises(NegstanceError, match=r"line 2: duplicate id 'a' \(first on line 1\)"):
-        read_labelled_records(path)
-
-
-def test_split_by_documents_holds_out_whole_documents() -> None:
+# Unusable data (one label, every or an unknown document held out): test_errors_train.py.
+def test_split_by_documents_and_check_trainable() -> None:
     dataset = load_seed_dataset(SEED_DATA)
     held_doc = dataset["doc"][-1]
     train_part, held_out = split_by_documents(dataset, [held_doc])
-    assert set(held_out["doc"]) == {held_doc}
-    assert held_doc not in set(train_part["doc"])
+    assert set(held_out["doc"]) == {held_doc} and held_doc not in set(train_part["doc"])
     assert len(train_part) + len(held_out) == len(dataset)
-    with pytest.raises(NegstanceError, match="validation_docs not in the data: nope"):
-        split_by_documents(dataset, ["nope"])
-
-
-def test_check_trainable_needs_rows_and_two_labels() -> None:
-    dataset = load_seed_dataset(SEED_DATA)
     check_trainable(dataset)
-    only_none = dataset.filter(lambda label: label == LABEL2ID["none"], input_columns="label")
-    with pytest.raises(NegstanceError, match="only one label \\('none'\\)"):
-        check_trainable(only_none)
-    with pytest.raises(NegstanceError, match="is empty"):
+    with pytest.raises(NegstanceError, match="empty"):
         check_trainable(dataset.select([]))

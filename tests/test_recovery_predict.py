@@ -1,228 +1,169 @@
-"""Nothing is lost and nothing unsafe is loaded.
-
-* checkpoints are replaced whole or not at all, even when the save is killed;
-* an interrupted predict.py continues with ``--resume`` to the very bytes an
-  uninterrupted run writes;
-* an interrupted train.py continues with ``--resume_from`` to the very weights
-  an uninterrupted run reaches;
-* weights load from safetensors only, without remote code or network.
-"""
+"""An interrupted predict.py loses no finished row, and ``--resume`` writes the very bytes an
+uninterrupted run writes; a resume by another command is refused."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+from conftest import SEED_DATA, error_line, load_script, read_jsonl, write_jsonl
 
 from negstance.model.classifier import StanceClassifier
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 predict_script = load_script("predict")
-train_script = load_script("train")
 
 
-# --------------------------------------------------------------------------- #
-# predict.py --resume
-# --------------------------------------------------------------------------- #
-def prediction_input(tmp_path: Path) -> Path:
-    texts = [f"Delegation {index} said talks could resume next week." for index in range(11)]
+def prediction_input(tmp_path: Path, rows: int) -> Path:
+    seeds = [row["text"] for row in read_jsonl(SEED_DATA)]
+    texts = [seeds[index % len(seeds)] for index in range(rows)]
     texts[4] = ""  # empty rows must resume in step too
-    source = tmp_path / "in.jsonl"
     # From row 6 on, records carry a field the first one lacks: a resumed CSV must keep
     # the header already on disk, not rebuild its columns from the first resumed row.
     records = [
-        {"id": index, "text": text} | ({"section": "world"} if index >= 6 else {})
+        {"id": index, "text": text, "body": text} | ({"section": "world"} if index >= 6 else {})
         for index, text in enumerate(texts)
     ]
-    source.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
-    return source
+    return write_jsonl(tmp_path / "in.jsonl", records)
 
 
-@pytest.mark.parametrize("output_format", ["jsonl", "csv", "tsv"])
-@pytest.mark.parametrize("interruption", ["between chunks", "inside a chunk"])
-def test_interrupted_prediction_resumes_to_identical_output(
-    output_format, interruption, tiny_checkpoint_dir, tmp_path, monkeypatch, capsys
-):
-    from negstance.model.io import OutputWriter
+def interrupted(argv: list[str], at_batch: int, monkeypatch, capsys) -> str:
+    """Run predict.py with ``argv``, sending Ctrl-C (SIGINT) during batch ``at_batch``."""
+    classify, calls = StanceClassifier.classify_batch, []
 
-    source = prediction_input(tmp_path)
-    common = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--no_progress"]
-    common += ["--chunk_size", "3", "--batch_size", "2"]
-    clean = tmp_path / f"clean.{output_format}"
-    assert predict_script.main([*common, "--output", str(clean)]) == 0
-
-    output = tmp_path / f"out.{output_format}"
-    calls = {"count": 0}
-    if interruption == "between chunks":
-        classify = StanceClassifier.probabilities_and_truncation
-
-        def interrupted_classify(self, *args, **kwargs):
-            calls["count"] += 1
-            if calls["count"] == 3:  # chunks 1 and 2 (rows 0-5) are written
-                raise KeyboardInterrupt
-            return classify(self, *args, **kwargs)
-
-        monkeypatch.setattr(StanceClassifier, "probabilities_and_truncation", interrupted_classify)
-    else:
-        write = OutputWriter.write
-
-        def interrupted_write(self, row):
-            calls["count"] += 1
-            if calls["count"] == 9:  # rows 6 and 7 are written, but not checkpointed
-                raise KeyboardInterrupt
-            write(self, row)
-
-        monkeypatch.setattr(OutputWriter, "write", interrupted_write)
-    capsys.readouterr()
-    assert predict_script.main([*common, "--output", str(output)]) == 130
-    assert "interrupted: partial output kept; rerun with --resume" in capsys.readouterr().err
-    assert not output.exists()
-    partial = output.with_name(output.name + ".partial")
-    progress = json.loads(output.with_name(output.name + ".partial.progress").read_text())
-    assert progress["rows"] == 6
-    if interruption == "inside a chunk":  # unrecorded rows on disk, to be cut on resume
-        assert partial.stat().st_size > progress["bytes"]
-    monkeypatch.undo()
-
-    assert predict_script.main([*common, "--output", str(output)]) == 2
-    assert "pass --resume to continue it or --overwrite to start over" in capsys.readouterr().err
-
-    assert predict_script.main([*common, "--output", str(output), "--resume"]) == 0
-    assert "resumed after row 6" in capsys.readouterr().out
-    assert output.read_bytes() == clean.read_bytes()
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        ["in.jsonl", clean.name, output.name]
-    )
-
-
-def test_resume_without_partial_output_is_refused(tiny_checkpoint_dir, tmp_path, capsys):
-    source = prediction_input(tmp_path)
-    output = tmp_path / "out.jsonl"
-    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
-    assert predict_script.main([*argv, "--resume"]) == 2
-    assert capsys.readouterr().err == (
-        f"error: nothing to resume: no out.jsonl.partial beside {output} (run without --resume)\n"
-    )
-
-
-def interrupt_after_two_chunks(argv: list[str], monkeypatch, capsys) -> None:
-    """Run predict.py with ``argv`` (chunks of 3) and stop it once rows 0-5 are checkpointed."""
-    classify = StanceClassifier.probabilities_and_truncation
-    calls = {"count": 0}
-
-    def interrupted_classify(self, *args, **kwargs):
-        calls["count"] += 1
-        if calls["count"] == 3:
-            raise KeyboardInterrupt
-        return classify(self, *args, **kwargs)
+    def classify_then_interrupt(self, *args):
+        calls.append(1)
+        if len(calls) == at_batch:
+            signal.raise_signal(signal.SIGINT)
+        return classify(self, *args)
 
     with monkeypatch.context() as patched:
-        patched.setattr(StanceClassifier, "probabilities_and_truncation", interrupted_classify)
+        patched.setattr(StanceClassifier, "classify_batch", classify_then_interrupt)
+        capsys.readouterr()
         assert predict_script.main(argv) == 130
-    capsys.readouterr()
-
-
-def resume_refusal(argv: list[str], capsys) -> str:
-    assert predict_script.main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err.strip()
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    return message
 
 
 @pytest.mark.parametrize(
-    "change", ["shorter input", "documents mode", "encoding", "text column", "precision", "model"]
+    "suffix, options, at_batch",
+    [
+        ("jsonl", ["--chunk_size", "4096"], 1),  # before a single row is finished
+        ("jsonl", ["--chunk_size", "4096"], 20),  # mid-way through the first chunk
+        ("csv", ["--chunk_size", "3"], 9),  # inside the fourth of many chunks
+        ("tsv", ["--chunk_size", "4096", "--documents"], 12),
+    ],
 )
-def test_resume_by_another_command_is_refused(
-    change, tiny_checkpoint_dir, tmp_path, monkeypatch, capsys
+def test_an_interrupt_keeps_every_finished_row_and_resume_writes_the_same_bytes(
+    suffix, options, at_batch, tiny_checkpoint_dir, tmp_path, monkeypatch, capsys
 ):
-    source = prediction_input(tmp_path)
-    output = tmp_path / "out.jsonl"
-    common = ["--input", str(source), "--output", str(output), "--no_progress"]
-    common += ["--chunk_size", "3", "--batch_size", "2", "--precision", "fp32"]
-    model = ["--model", str(tiny_checkpoint_dir)]
-    clean = tmp_path / "clean.jsonl"
-    assert predict_script.main([*model, *common[:2], *common[4:], "--output", str(clean)]) == 0
-    interrupt_after_two_chunks([*model, *common], monkeypatch, capsys)
-    partial = output.with_name(output.name + ".partial")
-    progress = output.with_name(output.name + ".partial.progress")
-    before = (partial.read_bytes(), progress.read_bytes())
+    source = prediction_input(tmp_path, 300)
+    common = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--no_progress"]
+    common += ["--batch_size", "8", "--precision", "fp32", *options]
+    clean = tmp_path / f"clean.{suffix}"
+    assert predict_script.main([*common, "--output", str(clean)]) == 0
+    output = tmp_path / f"out.{suffix}"
+    message = interrupted([*common, "--output", str(output)], at_batch, monkeypatch, capsys)
 
-    original_size = source.stat().st_size
-    changed = [*model, *common, "--resume"]
-    if change == "shorter input":
-        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-        backup = source.with_name("full.jsonl")
-        shutil.copy2(source, backup)
-        source.write_text("".join(lines[:8]), encoding="utf-8")
-        expected = f"input size {original_size} then, {source.stat().st_size} now"
-    elif change == "documents mode":
-        changed.append("--documents")
-        expected = "--documents off then, on now"
-    elif change == "encoding":
-        changed += ["--encoding", "latin-1"]
-        expected = "--encoding utf-8 then, iso8859-1 now"  # codecs spell it so
-    elif change == "text column":
-        # Records 6-10 have a "section" field; choose a column every record has.
-        lines = source.read_text(encoding="utf-8").splitlines()
-        rows = [json.loads(line) | {"body": json.loads(line)["text"]} for line in lines]
-        changed_source = source.with_name("with_body.jsonl")
-        changed_source.write_text("".join(json.dumps(row) + "\n" for row in rows), "utf-8")
-        changed[changed.index(str(source))] = str(changed_source)
-        changed += ["--text_column", "body"]
-        expected = "--text_column text then, body now"
-    elif change == "precision":
-        changed += ["--precision", "int8"]
-        expected = "--precision fp32 then, int8 now"
-    else:
-        other_model = tmp_path / "other_model"
-        shutil.copytree(tiny_checkpoint_dir, other_model)
-        changed[1] = str(other_model)
-        expected = f"--model {tiny_checkpoint_dir.resolve()} then, {other_model.resolve()} now"
-    refusal = resume_refusal(changed, capsys)
-    assert refusal.startswith(f"error: cannot resume: {partial} was written by another command (")
-    assert expected in refusal
-    assert refusal.endswith(
-        "); resume with the interrupted command unchanged, or pass --overwrite instead of "
-        "--resume to start over"
+    partial = output.with_name(output.name + ".partial")
+    progress = json.loads(output.with_name(output.name + ".partial.progress").read_text())
+    written = partial.read_bytes()
+    assert not output.exists() and clean.read_bytes().startswith(written)
+    # Rows finished in input order are in the .partial; texts classified beyond them are
+    # kept in its progress record: no classified batch is lost, and the message says so.
+    kept = len((progress["pending"] or {"done": []})["done"])
+    assert progress["rows"] + kept >= at_batch
+    numbers = re.findall(r"\d+", message)
+    assert str(progress["rows"]) in numbers and (kept == 0 or str(kept) in numbers)
+
+    error_line(predict_script.main, [*common, "--output", str(output)], capsys)  # not started over
+    assert partial.read_bytes() == written
+    assert predict_script.main([*common, "--output", str(output), "--resume"]) == 0
+    assert output.read_bytes() == clean.read_bytes()
+    assert {path.name for path in tmp_path.iterdir()} == {clean.name, source.name, output.name}
+
+
+def test_sigterm_stops_a_real_process_keeping_its_rows(tiny_checkpoint_dir, tmp_path):
+    source = prediction_input(tmp_path, 300)
+    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--no_progress"]
+    argv += ["--batch_size", "8", "--precision", "fp32"]
+    clean, output = tmp_path / "clean.jsonl", tmp_path / "out.jsonl"
+    assert predict_script.main([*argv, "--output", str(clean)]) == 0
+    terminate_at_batch_15 = (
+        "import os, signal, sys\n"
+        "from negstance.model.classifier import StanceClassifier as S\n"
+        "from negstance.model.cli import predict_main\n"
+        "classify, calls = S.classify_batch, []\n"
+        "def terminating(self, *args):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 15: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return classify(self, *args)\n"
+        "S.classify_batch = terminating\n"
+        "sys.exit(predict_main(sys.argv[1:]))\n"
     )
-    # The refused resume leaves the interrupted run as it was, to be resumed properly.
-    assert (partial.read_bytes(), progress.read_bytes()) == before
-    if change == "shorter input":
-        shutil.copy2(backup, source)  # the same bytes and modification time as before
-        backup.unlink()
-    assert predict_script.main([*model, *common, "--resume"]) == 0
+    command = [sys.executable, "-c", terminate_at_batch_15, *argv, "--output", str(output)]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 130, process.stderr[-2000:]
+    assert output.with_name("out.jsonl.partial").exists() and not output.exists()
+    assert predict_script.main([*argv, "--output", str(output), "--resume"]) == 0
     assert output.read_bytes() == clean.read_bytes()
 
 
-def test_resume_and_overwrite_together_are_refused(tiny_checkpoint_dir, tmp_path, capsys):
-    source = prediction_input(tmp_path)
-    output = tmp_path / "out.jsonl"
-    argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
-    assert resume_refusal([*argv, "--resume", "--overwrite"], capsys) == (
-        "error: --resume and --overwrite contradict each other: --resume continues an "
-        "interrupted run, --overwrite starts over; pass one of them"
-    )
-
-
-def test_progress_record_without_its_command_is_refused(
-    tiny_checkpoint_dir, tmp_path, monkeypatch, capsys
+def test_resume_without_partial_output_or_with_overwrite_is_refused(
+    tiny_checkpoint_dir, tmp_path, capsys
 ):
-    # A progress record of an older negstance holds only rows and bytes: what wrote the
-    # partial output is unknown, so resuming it could mix two commands' rows.
-    source = prediction_input(tmp_path)
+    source = prediction_input(tmp_path, 11)
     output = tmp_path / "out.jsonl"
     argv = ["--model", str(tiny_checkpoint_dir), "--input", str(source), "--output", str(output)]
-    argv += ["--chunk_size", "3", "--no_progress"]
-    interrupt_after_two_chunks(argv, monkeypatch, capsys)
-    progress = output.with_name(output.name + ".partial.progress")
-    state = json.loads(progress.read_text(encoding="utf-8"))
-    progress.write_text(json.dumps({"rows": state["rows"], "bytes": state["bytes"]}), "utf-8")
-    assert resume_refusal([*argv, "--resume"], capsys) == (
-        f"error: cannot resume: {progress} does not record the command that wrote it "
-        "(an older negstance); pass --overwrite instead of --resume to start over"
-    )
+    assert "out.jsonl.partial" in error_line(predict_script.main, [*argv, "--resume"], capsys)
+    line = error_line(predict_script.main, [*argv, "--resume", "--overwrite"], capsys)
+    assert "--resume" in line and "--overwrite" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+CHANGES = {
+    "shorter input": "input size",
+    "documents mode": "--documents",
+    "encoding": "--encoding",
+    "text column": "--text_column",
+    "precision": "--precision",
+    "model": "--model",
+    "batch size": "--batch_size",
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_resume_by_another_command_is_refused(
+    change, tiny_checkpoint_dir, tmp_path, monkeypatch, capsys
+):
+    source = prediction_input(tmp_path, 11)
+    output, clean = tmp_path / "out.jsonl", tmp_path / "clean.jsonl"
+    model = ["--model", str(tiny_checkpoint_dir)]
+    common = ["--input", str(source), "--no_progress", "--chunk_size", "3", "--batch_size", "2"]
+    common += ["--precision", "fp32"]
+    assert predict_script.main([*model, *common, "--output", str(clean)]) == 0
+    interrupted([*model, *common, "--output", str(output)], 3, monkeypatch, capsys)
+    state = [path.read_bytes() for path in sorted(tmp_path.glob("out.jsonl.*"))]
+
+    extra = {"documents mode": ["--documents"], "encoding": ["--encoding", "latin-1"]}
+    extra |= {"text column": ["--text_column", "body"], "precision": ["--precision", "int8"]}
+    extra |= {"batch size": ["--batch_size", "3"]}
+    changed = [*model, *common, "--output", str(output), "--resume", *extra.get(change, [])]
+    if change == "shorter input":
+        shutil.copy2(source, tmp_path / "full.jsonl")
+        source.write_text("".join(source.read_text("utf-8").splitlines(True)[:8]), "utf-8")
+    elif change == "model":
+        changed[1] = str(shutil.copytree(tiny_checkpoint_dir, tmp_path / "other_model"))
+    assert CHANGES[change] in error_line(predict_script.main, changed, capsys)
+    # The refused resume leaves the interrupted run as it was, to be resumed properly.
+    assert [path.read_bytes() for path in sorted(tmp_path.glob("out.jsonl.*"))] == state
+    if change == "shorter input":
+        shutil.copy2(tmp_path / "full.jsonl", source)  # the same bytes and modification time
+    assert predict_script.main([*model, *common, "--output", str(output), "--resume"]) == 0
+    assert output.read_bytes() == clean.read_bytes()

@@ -1,7 +1,5 @@
-"""negstance.train: the training config, the labelled data, the training loop.
-
-Names are imported on first use (PEP 562), so a script's ``--help`` answers before
-torch loads.
+"""negstance.train: the training config, the labelled data, the training loop (names
+imported on first use, so ``--help`` answers before torch loads).
 
 Example:
     >>> from negstance.train import load_config, train

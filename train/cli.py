@@ -1,10 +1,5 @@
-"""Command-line entry points of ``negstance.train``: ``train.py``, ``evaluate.py``, ``label.py``.
-
-Console commands ``negstance-train``, ``negstance-evaluate`` and ``negstance-label``
-run the same functions. Every option comes from a dataclass field
-(:mod:`negstance.model.options`); the heavy modules are imported only after the
-options are parsed, so ``--help`` and usage errors answer before torch loads.
-"""
+"""The ``main`` of ``train.py``, ``evaluate.py`` and ``label.py`` (and their console commands);
+heavy modules are imported after the options are parsed, so ``--help`` answers at once."""
 
 from __future__ import annotations
 
@@ -44,13 +39,8 @@ QUICK_REPORT_DIR = "runs/evaluation-quick"
 @script_main
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``train.py [--config FILE.yaml] [--key=value ...]``; prints where the checkpoint went."""
-    description = (
-        "Fine-tune the stance classifier. Every key can also be set in the YAML file of "
-        "--config; the command line wins."
-    )
-    given = parse_command_line(
-        build_parser([TrainConfig], description=description, config_help=CONFIG_HELP), argv or []
-    )
+    parser = build_parser([TrainConfig], None, "Fine-tune the stance classifier.", CONFIG_HELP)
+    given = parse_command_line(parser, argv or [])
     config = load_config(given.pop("config", None), given)
     from negstance.train.training import state_dir_for, train
 

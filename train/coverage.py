@@ -1,10 +1,6 @@
 """``summarize.py`` (``negstance-summarize``): stance shares per group and period of a prediction
-file, with 95 % bootstrap intervals, corrected for the classifier's errors given ``--rates``.
-
-CC counts predicted labels, PCC averages probabilities; ACC/PACC invert the (soft) confusion
-matrix measured on a labelled random sample (Forman 2008; Bella et al. 2010). Example:
-``summarize_main(["--input", "stance.jsonl", "--output", "coverage.md", "--by", "outlet"])``.
-"""
+file with 95 % bootstrap intervals, by CC, PCC, or ACC/PACC (which invert the confusion matrix of a
+labelled random sample: Forman 2008; Bella et al. 2010). Usage: see ``summarize_main``."""
 
 from __future__ import annotations
 
@@ -14,20 +10,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
 
 from negstance.model.errors import NegstanceError
 from negstance.model.io import check_input_file, check_writable_directory, write_text_atomic
 from negstance.model.labels import LABELS
 from negstance.model.options import option, parse_options, script_main
 
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-
 PROBS = [f"prob_{label}" for label in LABELS]
 HARD = [f"hard_{label}" for label in LABELS]
-SHARES = [*LABELS, "net"]
+SHARES, ENDS = [*LABELS, "net"], ("", "_low", "_high")
 
 
 @dataclass
@@ -41,8 +35,7 @@ class SummarizeOptions:
     freq: str = option("month", help="period of --time", choices=("day", "week", "month"))
     unit: str = option("sentence", help="what n counts", choices=("sentence", "document"))
     document_key: str = option("doc_row", help="field naming a sentence's document")
-    # cc by default, rates or not: scripts/bench_summarize.py found no method better on the dev
-    # set across groupings (reports/EXPERIMENTS.md); acc/pacc pay on large cells that shift.
+    # cc even with rates: no method beat it on the dev set (bench_summarize.py, EXPERIMENTS.md)
     method: str = option(
         "cc",
         help="cc: count predicted labels; pcc: mean probabilities; acc/pacc: correct them by "
@@ -60,34 +53,27 @@ class SummarizeOptions:
 
 def read_rows(path: str | Path) -> pd.DataFrame:
     """A ``.csv``/``.tsv`` or JSON Lines file as a table, each row's line number in ``_line``."""
-    import pandas as pd
-
-    location, rows, lines, number = check_input_file(path), [], [], 1
+    location, rows, number = check_input_file(path), [], 1
     try:
         with open(location, encoding="utf-8", newline="") as handle:
-            if location.suffix.lower() in (".csv", ".tsv"):
-                tab = location.suffix.lower() == ".tsv"
-                for row in (reader := csv.DictReader(handle, delimiter="\t" if tab else ",")):
-                    rows.append(row)
-                    lines.append(reader.line_num)
+            if (suffix := location.suffix.lower()) in (".csv", ".tsv"):
+                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+                for row in reader:
+                    rows.append({**row, "_line": reader.line_num})
                     number = reader.line_num + 1
             else:
                 for number, line in enumerate(handle, 1):
                     if line.strip():
-                        rows.append(json.loads(line))
-                        lines.append(number)
-    except (ValueError, csv.Error) as error:  # JSONDecodeError and UnicodeDecodeError too
+                        rows.append({**json.loads(line), "_line": number})
+    except (ValueError, TypeError, csv.Error) as error:  # a bad byte, bad JSON, not an object
         raise NegstanceError(f"{location}, line {number}: {str(error)[:100]}") from None
     if not rows:
         raise NegstanceError(f"{location}: no rows")
-    return pd.DataFrame(rows).assign(_line=lines)
+    return pd.DataFrame(rows)
 
 
 def read_predictions(options: SummarizeOptions) -> tuple[pd.DataFrame, int]:
-    """The prediction file's sentence rows with ``_group`` and ``_period`` columns, and how many
-    rows ``--skip_bad_dates`` left out."""
-    import pandas as pd
-
+    """The input's sentence rows with ``_group`` and ``_period``, and how many were undated."""
     frame, path = read_rows(options.input), options.input
     if missing := [column for column in ("label", *PROBS) if column not in frame]:
         raise NegstanceError(f"{path}: not a prediction file of predict.py (no {missing[0]})")
@@ -99,9 +85,8 @@ def read_predictions(options: SummarizeOptions) -> tuple[pd.DataFrame, int]:
             fields = ", ".join(frame.columns.drop("_line"))
             raise NegstanceError(f"{path}: no field {field!r} for {name} (fields: {fields})")
     frame = frame.assign(**{p: pd.to_numeric(frame[p], errors="coerce") for p in PROBS})
-    group = frame[options.by].fillna("").astype(str) if options.by else "all"
-    frame["_group"] = group.replace("", "(missing)") if options.by else group
-    frame["_period"] = ""
+    by = frame[options.by].fillna("").astype(str).replace("", "(missing)") if options.by else "all"
+    frame = frame.assign(_group=by, _period="")
     if not options.time:
         return frame, 0
     text = frame[options.time].astype("string")
@@ -117,19 +102,16 @@ def read_predictions(options: SummarizeOptions) -> tuple[pd.DataFrame, int]:
     return frame[when.notna()], int(when.isna().sum())
 
 
-def read_rates(path: str, frame: pd.DataFrame, text_column: str) -> tuple[np.ndarray, ...]:
-    """The gold stance ids and predicted probabilities of the labelled sentences of a label.py
-    annotate file, matched with the prediction ``frame`` by text (by id if it has no text)."""
+def read_rates(path: str, frame: pd.DataFrame, text_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Gold stance ids and predicted probabilities of an annotate file's labelled sentences."""
     answers = read_rows(path)
-    if "label" not in answers:
-        raise NegstanceError(f"{path}: not a label.py annotate file (no 'label' field)")
+    key, column = ("text", text_column) if "text" in answers else ("id", "id")
+    if "label" not in answers or key not in answers or column not in frame:
+        raise NegstanceError(f"{path}: needs 'label', and a text or id to match input {column!r}")
     answers = answers[answers["label"].notna()]  # skipped sentences
     if len(wrong := answers[~answers["label"].isin(LABELS)]):
         line, label = wrong[["_line", "label"]].iloc[0]
         raise NegstanceError(f"{path}, line {line}: label {label!r} is not one of {LABELS}")
-    key, column = ("text", text_column) if "text" in answers else ("id", "id")
-    if key not in answers or column not in frame:
-        raise NegstanceError(f"{path}: no text or id field to match with {column!r} of the input")
     probs = frame.dropna(subset=PROBS).drop_duplicates(column).set_index(column)[PROBS]
     found = answers[answers[key].isin(probs.index)]
     gold = found["label"].map(LABELS.index).to_numpy()
@@ -144,49 +126,34 @@ def read_rates(path: str, frame: pd.DataFrame, text_column: str) -> tuple[np.nda
 
 
 def bootstrap_means(units: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
-    """The mean of the rows of ``units``, then the means of ``replicates`` resamples of them
-    (drawn in chunks of ~2M rows): ``(1 + replicates, units.shape[1])``."""
-    import numpy as np
-
+    """The row mean of ``units``, then those of ``replicates`` resamples (in ~2M-row chunks)."""
     n, step = len(units), max(1, 2_000_000 // len(units))
     sizes = [min(step, replicates - start) for start in range(0, replicates, step)]
     draws = [rng.multinomial(n, np.full(n, 1 / n), size) @ units / n for size in sizes]
     return np.concatenate([units.mean(0, keepdims=True), *draws])
 
 
-def summarize(
-    frame: pd.DataFrame,
-    method: str,
-    rates: tuple[np.ndarray, ...] | None = None,
-    unit_key: str | None = None,
-    replicates: int = 1000,
-    min_units: int = 30,
-) -> pd.DataFrame:
-    """One row per ``_group`` x ``_period`` of ``frame`` (rows with ``prob_*``): n, the share of
-    each stance and net stance (favor - against), each with its 95 % interval (``_low``,
-    ``_high``). ``rates``: gold ids ``(m,)`` and probabilities ``(m, 3)`` of a labelled
-    sample, for acc/pacc; ``unit_key`` counts each of its values (a document) once."""
-    import numpy as np
-    import pandas as pd
-
-    rng, soft, correct = np.random.default_rng(0), method in ("pcc", "pacc"), None
+def summarize(frame: pd.DataFrame, options: SummarizeOptions, rates: tuple | None) -> pd.DataFrame:
+    """Per ``_group`` x ``_period`` of ``frame``: n, each stance's share and net stance (favor -
+    against), each with a seeded 95 % interval (``_low``, ``_high``); acc/pacc need ``rates``."""
+    rng, soft, correct = np.random.default_rng(0), options.method in ("pcc", "pacc"), None
     hard = np.eye(3)[frame[PROBS].fillna(0).to_numpy().argmax(1)]
     frame = frame.assign(**dict(zip(HARD, hard.T, strict=True)))
-    if method in ("acc", "pacc"):  # P(predicted | true) on the sample, then on resamples of it
+    if options.method in ("acc", "pacc"):  # P(predicted | true) on the sample and its resamples
         gold, probs = rates
         predicted = probs if soft else np.eye(3)[probs.argmax(1)]
         pairs = (np.eye(3)[gold][:, :, None] * predicted[:, None, :]).reshape(-1, 9)
-        totals = bootstrap_means(pairs, replicates, rng).reshape(-1, 3, 3)
+        totals = bootstrap_means(pairs, options.bootstrap, rng).reshape(-1, 3, 3)
         rows_sum = np.maximum(totals.sum(-1, keepdims=True), 1e-12)  # a class a resample lacks
         correct = np.linalg.pinv(np.swapaxes(totals / rows_sum, 1, 2))
-    rows = []
+    key, rows = options.document_key if options.unit == "document" else None, []
     for (group, period), cell in frame.groupby(["_group", "_period"], sort=True):
         cell = cell.dropna(subset=PROBS)
-        cell = cell.groupby(unit_key)[PROBS + HARD].mean() if unit_key else cell
+        cell = cell.groupby(key)[PROBS + HARD].mean() if key else cell
         units, n = cell[PROBS if soft else HARD].to_numpy(float), len(cell)
-        row = {"group": group, "period": period, "n": n, "few": n < min_units}
+        row = {"group": group, "period": period, "n": n, "few": n < options.min_units}
         if n:
-            shares = bootstrap_means(units, replicates, rng)
+            shares = bootstrap_means(units, options.bootstrap, rng)
             if correct is not None:  # invert each draw's confusion, then clip to the simplex
                 shares = np.clip((correct @ shares[..., None])[..., 0], 0, None)
                 shares /= shares.sum(-1, keepdims=True)
@@ -207,22 +174,16 @@ def format_table(table: pd.DataFrame, path: str, by: str | None, time: str | Non
         return table.to_json(orient="records", lines=True, force_ascii=False)
     if suffix in (".csv", ".tsv"):
         return table.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",")
-    cells = table.astype(object).where(table.notna(), None)  # .md, to read: "share [low, high]"
-    for name in SHARES:
-        columns = [cells.pop(f"{name}{end}") for end in ("", "_low", "_high")]
-        triples = zip(*columns, strict=True)
-        cells[name] = [
-            "" if p is None else f"{p:.2f}" + ("" if low is None else f" [{low:.2f}, {high:.2f}]")
-            for p, low, high in triples
-        ]
-    lines = [list(cells.columns), ["---"] * len(cells.columns), *cells.astype(str).to_numpy()]
+    for name in SHARES:  # .md, to read: "share [low, high]", blank without units
+        p, lo, hi = (table.pop(name + end).astype(float).map("{:.2f}".format) for end in ENDS)
+        text = p + (" [" + lo + ", " + hi + "]").where(lo != "nan", "")
+        table[name] = text.where(p != "nan", "")
+    lines = [list(table.columns), ["---"] * len(table.columns), *table.astype(str).to_numpy()]
     return "".join("| " + " | ".join(line) + " |\n" for line in lines)
 
 
 def draw(table: pd.DataFrame, method: str, by: str | None, time: str | None) -> bytes:
-    """A PNG of net stance: over time, a line per group with its 95 % band (hollow markers:
-    few units); without ``time``, a point per group with its interval as error bars."""
-    import pandas as pd
+    """A PNG of net stance: over time a line per group with its 95 % band, else error bars."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(9, 4.8), layout="constrained")
@@ -232,16 +193,14 @@ def draw(table: pd.DataFrame, method: str, by: str | None, time: str | None) -> 
         x = pd.to_datetime(rows["period"], format="ISO8601")
         (line,) = axes.plot(x, rows["net"], marker="o", label=group)
         axes.fill_between(x, low[rows.index], high[rows.index], color=line.get_color(), alpha=0.2)
-        few = rows["few"].to_numpy(bool)
-        axes.plot(x[few], rows["net"][few], "o", color="white", markersize=3)
+        axes.plot(x[rows.few], rows.net[rows.few], "o", color="white", markersize=3)  # few: hollow
     if time and by:
         figure.legend(title=by, loc="outside right upper", fontsize="small")
     if not time:
         names = shown["group"] + "\n(n=" + shown["n"].astype(str) + ")"
         error = [shown["net"] - low, high - shown["net"]]
         axes.errorbar(names, shown["net"], yerr=error, fmt="o", capsize=4)
-        few = shown["few"].to_numpy(bool)
-        axes.plot(names[few], shown["net"][few], "o", color="white", markersize=3, zorder=3)
+        axes.plot(names[shown.few], shown.net[shown.few], "o", color="white", ms=3, zorder=3)
     axes.axhline(0, color="grey", linewidth=0.8)
     axes.set(ylim=(-1, 1), xlabel=time or by or "", ylabel="net stance (favor − against)")
     axes.set_title(f"Stance toward negotiation, {method.upper()} (95 % intervals; ○: few units)")
@@ -265,8 +224,7 @@ def summarize_main(argv: Sequence[str] | None = None) -> int:
         raise NegstanceError(f"--method {method} needs --rates LABELLED.jsonl")
     frame, skipped = read_predictions(options)
     rates = read_rates(options.rates, frame, options.text_column) if options.rates else None
-    key = options.document_key if options.unit == "document" else None
-    table = summarize(frame, method, rates, key, options.bootstrap, options.min_units)
+    table = summarize(frame, options, rates)
     text = format_table(table, options.output, options.by, options.time)
     image = draw(table, method, options.by, options.time) if options.plot else None
     write_text_atomic(options.output, text)
