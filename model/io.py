@@ -182,6 +182,11 @@ def check_writable_directory(directory: Path, context: str, create: bool = False
         raise NegstanceError(f"{context}: directory {directory} does not exist (create it first)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise NegstanceError(f"{context}: directory {existing} is not writable")
+    if create:  # os.access says yes to root everywhere: creating it is the real test
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise NegstanceError(f"{context}: {error.strerror}") from None
 
 
 class OutputWriter:

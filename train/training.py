@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from negstance.model import checkpoint
 from negstance.model.classifier import native_bf16
 from negstance.model.errors import NegstanceError
+from negstance.model.io import check_writable_directory
 from negstance.model.labels import LABELS
 from negstance.train.config import TrainConfig, config_diff
 from negstance.train.data import check_trainable, load_seed_dataset, split_by_documents
@@ -362,9 +363,7 @@ def state_dir_for(output_dir: str | os.PathLike[str]) -> Path:
 def check_output_dir(config: TrainConfig) -> None:
     """Before any work: refuse to replace a finished run or to orphan an interrupted one."""
     target, state = Path(config.output_dir), state_dir_for(config.output_dir)
-    existing = next(p for p in (target, *Path(os.path.abspath(target)).parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise NegstanceError(f"cannot write output_dir {target}: {existing} is no writable folder")
+    check_writable_directory(target.parent, f"cannot write output_dir {target}", create=True)
     if target.exists() and not config.overwrite:
         raise NegstanceError(f"output_dir exists: {target} (pass --overwrite to replace it)")
     checkpoint.check_replaceable(target)  # now, not after training
