@@ -45,3 +45,23 @@ def test_no_sentence_is_in_two_data_files() -> None:
         for text in {folded(row["text"]) for row in rows(path)}:
             assert text not in seen, f"{text!r} is in {seen.get(text)} and {path}"
             seen[text] = path
+
+
+@pytest.mark.parametrize(
+    "labelled, annotation",
+    [
+        ("data/seed_sentences.jsonl", "data/annotation/v2"),
+        ("data/realnews/dev.jsonl", "data/realnews/annotation"),
+    ],
+)
+def test_labels_are_the_two_passes_where_they_agree_and_the_adjudication_elsewhere(
+    labelled: str, annotation: str
+) -> None:
+    passes = [
+        {row["id"]: row["label"] for row in rows(f"{annotation}/{name}.jsonl")}
+        for name in ("pass_a", "pass_b")
+    ]
+    adjudicated = {row["id"]: row["label"] for row in rows(f"{annotation}/adjudicated.jsonl")}
+    for row in rows(labelled):
+        a, b = (labels[row["id"]] for labels in passes)
+        assert row["label"] == (a if a == b else adjudicated[row["id"]]), row["id"]

@@ -19,7 +19,7 @@ from negstance.model.labels import LABEL2ID
 from negstance.train.config import load_config
 from negstance.train.data import load_seed_dataset
 from negstance.train.evaluation import (
-    bootstrap_difference,
+    bootstrap_intervals,
     grouped_folds,
     paired_differences,
     summarize,
@@ -29,6 +29,7 @@ from negstance.train.model_card import render_model_card
 from negstance.train.report import MODEL, SETFIT, load_report, render_markdown, write_report
 
 DEV_DATA = REPO / "data" / "dev" / "dev.jsonl"
+REALNEWS_DATA = REPO / "data" / "realnews" / "dev.jsonl"
 DOC_OF = {row["text"]: row["doc"] for row in read_jsonl(SEED_DATA)}
 evaluate = load_script("evaluate").main
 
@@ -110,20 +111,27 @@ def setfit_run(tiny_backbone_dir, tmp_path_factory):
 
 def assert_pooled_scores_match_scikit_learn(result: dict, protocol: str, systems) -> None:
     """Rescore every system's saved predictions (predictions.jsonl) with scikit-learn."""
-    part = result["report"] if protocol == "cv" else result["report"]["dev"]
-    rows = [row for row in result["predictions"] if row["protocol"] == protocol]
-    for seed in result["report"]["seeds"]:
-        seed_rows = [row for row in rows if row["seed"] == seed]
-        assert len(seed_rows) == part["data"]["tested_sentences"]
-        truth = [LABEL2ID[row["label"]] for row in seed_rows]
-        for system in systems:
-            predicted = [LABEL2ID[row["predicted"][system]] for row in seed_rows]
-            scores = part["systems"][system]["pooled_by_seed"][str(seed)]
-            per_label = f1_score(truth, predicted, labels=[0, 1, 2], average=None, zero_division=0)
-            assert scores["macro_f1"] == pytest.approx(per_label.mean())
-            assert scores["f_avg"] == pytest.approx(per_label[:2].mean())
-            matrix = confusion_matrix(truth, predicted, labels=[0, 1, 2])
-            assert part["systems"][system]["confusion_matrix"] == matrix.tolist()
+    report = result["report"]
+    for part in [report] if protocol == "cv" else report["dev"]:
+        rows = [row for row in result["predictions"] if row["dataset"] == part["data"]["path"]]
+        for seed in report["seeds"]:
+            seed_rows = [row for row in rows if row["seed"] == seed]
+            assert len(seed_rows) == part["data"]["tested_sentences"]
+            assert {row["protocol"] for row in seed_rows} == {protocol}
+            truth = [LABEL2ID[row["label"]] for row in seed_rows]
+            for system in systems:
+                predicted = [LABEL2ID[row["predicted"][system]] for row in seed_rows]
+                scores = part["systems"][system]["pooled_by_seed"][str(seed)]
+                per_label = f1_score(
+                    truth, predicted, labels=[0, 1, 2], average=None, zero_division=0
+                )
+                assert scores["macro_f1"] == pytest.approx(per_label.mean())
+                assert scores["f_avg"] == pytest.approx(per_label[:2].mean())
+                matrix = confusion_matrix(truth, predicted, labels=[0, 1, 2])
+                assert part["systems"][system]["confusion_matrix"] == matrix.tolist()
+            for row in seed_rows:  # the model's label is its most probable one
+                probabilities = row["probabilities"]
+                assert max(probabilities, key=probabilities.get) == row["predicted"][MODEL]
 
 
 def test_quick_run_writes_a_compact_report_and_the_predictions_apart(quick_run):
@@ -132,7 +140,7 @@ def test_quick_run_writes_a_compact_report_and_the_predictions_apart(quick_run):
     assert (directory / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert render_markdown(report, report["command"]) == (directory / "report.md").read_text()
     assert report["seeds"] == [42] and len(report["folds"]) == 2  # --quick
-    for part in (report, report["dev"]):
+    for part in (report, *report["dev"]):
         assert "predictions" not in part and "runs" not in part  # those are predictions.jsonl's
         # The backbone is not "MiniLM": the frozen probes run on "MiniLM" too.
         assert "minilm_frozen_embedding_logreg_balanced" in part["baselines"]
@@ -145,6 +153,9 @@ def test_quick_run_writes_a_compact_report_and_the_predictions_apart(quick_run):
         assert part["bootstrap"]["resamples"] == 100  # --quick
         for metric in ("macro_f1", "f_avg"):
             assert part["bootstrap"][metric]["low"] <= part["bootstrap"][metric]["high"]
+        intervals = part["bootstrap"]["systems"]
+        assert set(intervals) == set(part["systems"])
+        assert all(0 <= ci["low"] <= ci["high"] <= 1 for ci in intervals.values())
 
 
 def test_no_fold_trains_on_its_own_held_out_article(quick_run):
@@ -155,13 +166,18 @@ def test_no_fold_trains_on_its_own_held_out_article(quick_run):
     assert trained_on[-1] == set(DOC_OF.values())
 
 
-def test_the_dev_protocol_trains_on_the_seed_set_and_scores_every_dev_sentence(quick_run):
-    dev = quick_run["report"]["dev"]
-    assert dev["data"]["train_sentences"] == len(read_jsonl(SEED_DATA))
-    dev_rows = read_jsonl(DEV_DATA)
-    scored = [row for row in quick_run["predictions"] if row["protocol"] == "dev"]
-    assert sorted(row["id"] for row in scored) == sorted(row["id"] for row in dev_rows)
-    assert_pooled_scores_match_scikit_learn(quick_run, "dev", (MODEL, *dev["baselines"]))
+def test_one_training_per_seed_scores_every_sentence_of_each_dev_set(quick_run):
+    devs = quick_run["report"]["dev"]
+    assert [dev["data"]["path"] for dev in devs] == [
+        "data/realnews/dev.jsonl",
+        "data/dev/dev.jsonl",
+    ]  # the defaults, in their order
+    assert len(quick_run["trained_on"]) == len(quick_run["report"]["folds"]) + 1
+    for dev, path in zip(devs, (REALNEWS_DATA, DEV_DATA), strict=True):
+        assert dev["data"]["train_sentences"] == len(read_jsonl(SEED_DATA))
+        scored = [row for row in quick_run["predictions"] if row["dataset"] == dev["data"]["path"]]
+        assert sorted(row["id"] for row in scored) == sorted(row["id"] for row in read_jsonl(path))
+    assert_pooled_scores_match_scikit_learn(quick_run, "dev", (MODEL, *devs[0]["baselines"]))
 
 
 def test_pooled_scores_match_scikit_learn_on_the_saved_predictions(quick_run):
@@ -220,12 +236,12 @@ def test_dev_only_without_setfit_gives_a_report_a_model_card_can_quote(
     argv = quick_argv(tiny_backbone_dir, "--no_cv", "--no_setfit")
     result = run(tmp_path_factory, argv, patches)
     report = result["report"]
-    assert "systems" not in report and MODEL in report["dev"]["systems"]
-    assert SETFIT not in report["dev"]["systems"] and SETFIT in report["dev"]["skipped"]
+    assert "systems" not in report and MODEL in report["dev"][0]["systems"]
+    assert SETFIT not in report["dev"][0]["systems"] and SETFIT in report["dev"][0]["skipped"]
     assert (result["dir"] / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     card = render_card(report["config"], result["dir"] / "report.json")
-    (result_index,) = front_matter(card)["model-index"][0]["results"]
-    assert result_index["dataset"]["split"] == "dev"
+    results = front_matter(card)["model-index"][0]["results"]
+    assert [result["dataset"]["split"] for result in results] == ["dev-1", "dev-2"]
 
 
 def render_card(config: dict, report_path: Path, metrics: dict | None = None) -> str:
@@ -242,9 +258,9 @@ def test_model_card_quotes_the_attached_evaluation_and_its_configuration(quick_r
     report, path = quick_run["report"], quick_run["dir"] / "report.json"
     card = render_card(report["config"], path)
     results = front_matter(card)["model-index"][0]["results"]
-    # The dev set first (the figure that matters for unseen news), then the CV.
-    assert [result["dataset"]["split"] for result in results] == ["dev", "seed-cv"]
-    for result, part in zip(results, (report["dev"], report), strict=True):
+    # The dev sets first (the figures that matter for unseen news), then the CV.
+    assert [result["dataset"]["split"] for result in results] == ["dev-1", "dev-2", "seed-cv"]
+    for result, part in zip(results, (*report["dev"], report), strict=True):
         pooled = part["systems"][MODEL]["pooled"]["macro_f1"]["mean"]
         assert result["metrics"][0]["value"] == pytest.approx(pooled, abs=1e-4)
     assert str(path) in card and f"{pooled:.3f}" in card
@@ -270,7 +286,7 @@ def test_model_card_lists_the_other_recipes_evaluated_beside_its_report(quick_ru
     report = quick_run["report"]
     other = json.loads(json.dumps(report))
     other["config"]["model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
-    other["dev"]["systems"][MODEL]["pooled"]["macro_f1"]["mean"] = 0.6789
+    other["dev"][0]["systems"][MODEL]["pooled"]["macro_f1"]["mean"] = 0.6789
     for name, content in (("evaluation", report), ("evaluation-minilm", other), ("junk", {})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "report.json").write_text(json.dumps(content), encoding="utf-8")
@@ -333,16 +349,23 @@ def test_metrics_summaries_and_pairing():
 
 def test_bootstrap_interval_is_zero_for_equal_predictions_and_positive_for_a_better_model():
     labels, guesses = np.array([0, 1, 2] * 20), np.array([2] * 60)
-    same = bootstrap_difference(labels, [guesses, guesses], guesses, resamples=20)
+
+    def intervals(model, baseline, resamples=20):
+        return bootstrap_intervals(labels, {MODEL: model, "b": baseline}, "b", resamples)
+
+    same = intervals([guesses, guesses], guesses)
     assert same["macro_f1"]["low"] == same["macro_f1"]["high"] == 0.0
     # One array per seed (SetFit) is averaged like the model's seeds.
-    per_seed = bootstrap_difference(labels, [labels], [guesses, guesses], 20)
-    assert per_seed == bootstrap_difference(labels, [labels], guesses, 20)
-    swapped = bootstrap_difference(labels, [labels, guesses], [guesses, labels], resamples=20)
+    per_seed = intervals([labels], [guesses, guesses])
+    assert per_seed == intervals([labels], guesses)
+    swapped = intervals([labels, guesses], [guesses, labels])
     assert swapped["macro_f1"]["low"] == pytest.approx(0.0) == swapped["macro_f1"]["high"]
-    better = bootstrap_difference(labels, [labels], guesses, resamples=20)
+    better = intervals([labels], guesses)
     assert better["macro_f1"]["low"] > 0.5 and better["f_avg"]["low"] == pytest.approx(1.0)
     assert better["f_avg"]["share_above_zero"] == 1.0
+    # Each system's own macro-F1: always right is [1, 1]; always `none`, 1/3 of F1 0.5 each time.
+    assert better["systems"][MODEL] == {"low": 1.0, "high": 1.0}
+    assert 0.1 < better["systems"]["b"]["low"] <= better["systems"]["b"]["high"] < 0.25
 
 
 def test_inner_tuning_scores_all_three_labels_even_where_one_is_absent():

@@ -93,9 +93,10 @@ class EvaluateOptions:
     no_setfit: bool = option(
         False, help="leave the SetFit baseline out even where setfit is installed (hours on a CPU)"
     )
-    dev_path: str = option(
-        "data/dev/dev.jsonl",
-        help="external dev set, scored after training on the whole seed set; '' leaves it out",
+    dev_path: list[str] = option(
+        ["data/realnews/dev.jsonl", "data/dev/dev.jsonl"],
+        help="external dev sets, each scored after training on the whole seed set; '' leaves "
+        "them out",
     )
     no_cv: bool = option(
         False, help="skip leave-one-article-out cross-validation: the dev set only"
@@ -134,13 +135,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             bootstrap_resamples=args.bootstrap_resamples or (100 if args.quick else 1000),
             setfit_iterations=args.setfit_iterations or (1 if args.quick else None),
             include_setfit=not args.no_setfit,
-            dev_path=args.dev_path or None,
+            dev_paths=args.dev_path,
             run_cv=not args.no_cv,
         )
     command = shlex.join(["python", "scripts/evaluate.py", *arguments])
     paths = write_report(report, output_dir, command)
-    if "dev" in report:
-        print("dev set:\n" + systems_table(report["dev"], dev=True))
+    for part in report.get("dev", []):
+        print(f"dev set {part['data']['path']}:\n" + systems_table(part, dev=True))
     if MODEL in report.get("systems", {}):
         print("leave-one-article-out CV:\n" + systems_table(report))
     print(f"wrote {', '.join(str(path) for path in paths)}")

@@ -138,9 +138,10 @@ def paired_differences(runs: list[dict], baseline_runs: list[dict]) -> dict[str,
     return result
 
 
-def bootstrap_difference(labels: np.ndarray, model: Any, baseline: Any, resamples: int) -> dict:
-    """95 % interval of (model − baseline) pooled macro-F1 and F_avg over resampled sentences,
-    both scored on the same resamples, each averaged over its seeds (one array, or one per seed)."""
+def bootstrap_intervals(labels: np.ndarray, systems: dict[str, Any], baseline: str, resamples: int):
+    """95 % intervals over resampled sentences: each system's pooled macro-F1 (``systems``),
+    and model − ``baseline`` macro-F1 and F_avg, all on the same resamples. A system's
+    predictions are one array or one per seed; its F1 is the mean over its seeds."""
     rows = np.random.default_rng(0).integers(0, len(labels), (resamples, len(labels)))
     truth = labels[rows][..., None] == LABEL_IDS  # (resample, sentence, label)
 
@@ -154,16 +155,21 @@ def bootstrap_difference(labels: np.ndarray, model: Any, baseline: Any, resample
             scores.append(np.divide(both, total, out=np.zeros_like(total), where=total > 0))
         return np.mean(scores, axis=0)
 
-    differences = mean_f1(model) - mean_f1(baseline)
-    intervals = {}
-    for name, values in (("macro_f1", differences.mean(1)), ("f_avg", differences[:, :2].mean(1))):
+    def interval(values: np.ndarray) -> dict[str, float]:
         low, high = np.percentile(values, [2.5, 97.5]).tolist()
-        intervals[name] = {"low": low, "high": high, "share_above_zero": float(np.mean(values > 0))}
+        return {"low": low, "high": high}
+
+    f1 = {name: mean_f1(predictions) for name, predictions in systems.items()}
+    differences = f1[MODEL] - f1[baseline]
+    intervals: dict[str, Any] = {"systems": {name: interval(s.mean(1)) for name, s in f1.items()}}
+    for name, values in (("macro_f1", differences.mean(1)), ("f_avg", differences[:, :2].mean(1))):
+        intervals[name] = interval(values) | {"share_above_zero": float(np.mean(values > 0))}
     return intervals
 
 
-def load_protocols(config: TrainConfig, dev_path: str | None, max_folds: int | None, cv: bool):
-    """``{protocol: (data, folds)}``; refused where a fold lacks a label or the dev set leaked."""
+def load_protocols(config: TrainConfig, dev_paths: Sequence[str], max_folds: int | None, cv: bool):
+    """``{protocol: (data, folds, scored)}``, ``scored`` the ``(path, folds)`` each reported
+    part covers; refused where a fold lacks a label or a dev set leaked into the training data."""
     dataset = load_seed_dataset(config.data_path, exclude_ambiguous=config.exclude_ambiguous)
     protocols = {}
     if cv:
@@ -176,18 +182,25 @@ def load_protocols(config: TrainConfig, dev_path: str | None, max_folds: int | N
                     f"document {fold.document!r}: holding it out leaves no example of that "
                     "label to train on; label some in another document"
                 )
-        protocols["cv"] = (dataset, folds)
-    if dev_path:
-        dev = load_seed_dataset(dev_path)
-        # A dev sentence merged into the training data would inflate every dev score.
-        matches = find_duplicates(dev["text"], dataset["text"])
-        if leaked := [dev["id"][i] for i, match in enumerate(matches) if match is not None]:
-            raise NegstanceError(
-                f"{len(leaked)} dev sentence(s) are in the training data {config.data_path} "
-                f"(e.g. {leaked[0]}): the dev set must never be trained on; drop them there"
-            )
-        rows = list(range(len(dataset))), list(range(len(dataset), len(dataset) + len(dev)))
-        protocols["dev"] = (datasets.concatenate_datasets([dataset, dev]), [Fold("dev", *rows)])
+        protocols["cv"] = (dataset, folds, [(config.data_path, folds)])
+    if dev_paths:  # one training per seed, scored on every dev set
+        devs, trained, scored = [], list(range(len(dataset))), []
+        for path in dev_paths:
+            dev = load_seed_dataset(path)
+            # A dev sentence merged into the training data would inflate every dev score.
+            matches = find_duplicates(dev["text"], dataset["text"])
+            if leaked := [dev["id"][i] for i, match in enumerate(matches) if match is not None]:
+                raise NegstanceError(
+                    f"{len(leaked)} sentence(s) of {path} are in the training data "
+                    f"{config.data_path} (e.g. {leaked[0]}): a dev set must never be trained "
+                    "on; drop them there"
+                )
+            start = len(dataset) + sum(map(len, devs))
+            scored.append((path, [Fold("dev", trained, list(range(start, start + len(dev))))]))
+            devs.append(dev)
+        tested = [i for _, folds in scored for i in folds[0].test_indices]
+        data = datasets.concatenate_datasets([dataset, *devs])
+        protocols["dev"] = (data, [Fold("dev", trained, tested)], scored)
     return protocols
 
 
@@ -200,21 +213,22 @@ def cross_validate(
     bootstrap_resamples: int = 1000,
     setfit_iterations: int | None = None,
     include_setfit: bool = True,
-    dev_path: str | None = None,
+    dev_paths: Sequence[str] = (),
     run_cv: bool = True,
 ) -> dict[str, Any]:
     """Train and score the model and the baselines: the report dict. CV on the seed set
-    (``run_cv``) fills the top-level keys, the dev set at ``dev_path`` (trained on every seed
-    sentence) ``report["dev"]``; ``report["predictions"]``: every held-out sentence's labels."""
+    (``run_cv``) fills the top-level keys; each dev set of ``dev_paths`` (all scored by the same
+    trainings on every seed sentence) one part of the list ``report["dev"]``;
+    ``report["predictions"]``: every held-out sentence's labels and the model's probabilities."""
     config.validate()  # a field may have been set since the config was made
     if config.resume_from:
         raise NegstanceError("resume_from cannot be used in evaluation: every run starts fresh")
-    if not seeds or not (run_cv or dev_path):
+    if not seeds or not (run_cv or dev_paths):
         raise NegstanceError("nothing to evaluate: no seed, or no cross-validation and no dev set")
     resolved_device = resolve_device(device)  # a bad --device fails now, not after a training
     started = time.perf_counter()
-    protocols = load_protocols(config, dev_path, max_folds, run_cv)
-    fits = len(seeds) * sum(len(folds) for _, folds in protocols.values())
+    protocols = load_protocols(config, dev_paths, max_folds, run_cv)
+    fits = len(seeds) * sum(len(folds) for _, folds, _ in protocols.values())
     skipped = setfit_skipped(include_setfit, setfit_iterations, fits)
     changes = config_diff(asdict(TrainConfig()), asdict(config), ignore=PER_RUN_KEYS)
     report: dict[str, Any] = {
@@ -224,22 +238,31 @@ def cross_validate(
         "seeds": list(seeds),
         "predictions": [],
     }
-    for protocol, (data, folds) in protocols.items():
+    for protocol, (data, folds, scored) in protocols.items():
         protocol_started = time.perf_counter()
         systems = [FineTunedModel(config, data, resolved_device)]
         systems += baselines.sklearn_baselines(data, config)
         if not skipped:
             device_name = str(resolved_device)
             systems.append(baselines.SetFitBaseline(data, config, setfit_iterations, device_name))
-        title = "cross-validation" if protocol == "cv" else "dev set"
-        predicted, seconds = run_protocol(systems, data, folds, seeds, title, show_progress)
-        part = protocol_report(systems, data, folds, predicted, seconds, bootstrap_resamples)
-        part["data"]["path"] = dev_path if protocol == "dev" else config.data_path
-        part["data"] |= {"train_path": config.data_path} if protocol == "dev" else {}
-        part["skipped"] = skipped
-        part["timing"]["total_seconds"] = round(time.perf_counter() - protocol_started, 1)
-        report["predictions"] += prediction_rows(protocol, data, folds, predicted, seeds)
-        report |= {"dev": part} if protocol == "dev" else part
+        title = "cross-validation" if protocol == "cv" else "dev sets"
+        predicted, probabilities, seconds = run_protocol(
+            systems, data, folds, seeds, title, show_progress
+        )
+        parts = []
+        for path, part_folds in scored:
+            part = protocol_report(
+                systems, data, part_folds, predicted, seconds, bootstrap_resamples
+            )
+            part["data"] |= {"path": path} | (
+                {"train_path": config.data_path} if protocol == "dev" else {}
+            )
+            part["skipped"] = skipped
+            part["timing"]["total_seconds"] = round(time.perf_counter() - protocol_started, 1)
+            parts.append(part)
+            rows = prediction_rows(protocol, data, part_folds, predicted, probabilities, seeds)
+            report["predictions"] += [{"dataset": path, **row} for row in rows]
+        report |= {"dev": parts} if protocol == "dev" else parts[0]
     report["environment"] = {
         "train_mixed_precision": training.resolve_mixed_precision(config.mixed_precision),
         "python": platform.python_version(),
@@ -270,9 +293,10 @@ def setfit_skipped(include: bool, iterations: int | None, fits: int) -> dict[str
 @quiet_transformers_loading()  # load reports, once per training, would drown the bars here
 def run_protocol(
     systems: list, dataset: Any, folds: list[Fold], seeds: Sequence[int], title: str, bars: bool
-) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, list[float]]]:
-    """Label ids per system and seed (the seed ensemble's under seed 0), fit seconds per system;
-    a system that is not ``seeded`` is fitted once per fold and reused for every seed."""
+) -> tuple[dict[str, dict[int, np.ndarray]], np.ndarray, dict[str, list[float]]]:
+    """Label ids per system and seed (the seed ensemble's under seed 0), the model's
+    probabilities (seed, sentence, label) and fit seconds per system; a system that is not
+    ``seeded`` is fitted once per fold and reused for every seed."""
     labels = np.asarray(dataset["label"])
     predicted = {s.name: {seed: np.full(len(labels), -1) for seed in seeds} for s in systems}
     probabilities = np.zeros((len(seeds), len(labels), len(LABELS)))
@@ -296,7 +320,7 @@ def run_protocol(
                 bar.update(1)
     if len(seeds) > 1:  # a free look at what a seed ensemble would give: one value per fold
         predicted[ENSEMBLE] = {0: probabilities.mean(axis=0).argmax(axis=1)}
-    return predicted, seconds
+    return predicted, probabilities, seconds
 
 
 def protocol_report(systems, dataset, folds, predicted, seconds, resamples: int) -> dict[str, Any]:
@@ -322,7 +346,8 @@ def protocol_report(systems, dataset, folds, predicted, seconds, resamples: int)
     def counts(rows: Any) -> dict[str, int]:
         return dict(zip(LABELS, np.bincount(labels[rows], minlength=3).tolist(), strict=True))
 
-    model, baseline = ([predicted[n][s][tested] for s in seeds] for n in (MODEL, strongest))
+    # Every system's predictions on the tested rows (one array per seed where it has seeds).
+    scored = {name: [p[tested] for p in by_seed.values()] for name, by_seed in predicted.items()}
     return {
         "data": {
             "sentences": len(labels),
@@ -339,7 +364,7 @@ def protocol_report(systems, dataset, folds, predicted, seconds, resamples: int)
         "descriptions": {n: descriptions[n] for n in (MODEL, ENSEMBLE, *names) if n in predicted},
         "comparisons": {name: paired_differences(runs[MODEL], runs[name]) for name in names},
         "bootstrap": {"baseline": strongest, "resamples": resamples, "sentences": len(tested)}
-        | bootstrap_difference(labels[tested], model, baseline, resamples),
+        | bootstrap_intervals(labels[tested], scored, strongest, resamples),
         "timing": {  # per system: how many fits, of how many seconds on average
             "fits": {name: len(times) for name, times in seconds.items()},
             "fit_seconds": {name: round(float(np.mean(t)), 1) for name, t in seconds.items()},
@@ -347,14 +372,20 @@ def protocol_report(systems, dataset, folds, predicted, seconds, resamples: int)
     }
 
 
-def prediction_rows(protocol: str, dataset, folds, predicted, seeds) -> list[dict[str, Any]]:
-    """One row per seed and held-out sentence: its truth and every system's label."""
+def prediction_rows(protocol: str, dataset, folds, predicted, probabilities, seeds) -> list[dict]:
+    """One row per seed and held-out sentence: its truth, every system's label and the
+    model's probabilities."""
     tested = [i for fold in folds for i in fold.test_indices]
     rows = dataset.select(tested).select_columns(["id", "doc", "text", "label"]).to_list()
     return [
         {"protocol": protocol, "seed": seed, **row, "label": LABELS[row["label"]]}
         | {"predicted": {name: LABELS[p.get(seed, p.get(0))[i]] for name, p in predicted.items()}}
-        for seed in seeds
+        | {
+            "probabilities": dict(
+                zip(LABELS, probabilities[index, i].round(5).tolist(), strict=True)
+            )
+        }
+        for index, seed in enumerate(seeds)
         for i, row in zip(tested, rows, strict=True)
     ]
 

@@ -34,11 +34,13 @@ CARD_METRICS = (
 def card_data(config: TrainConfig, report: dict[str, Any] | None) -> ModelCardData:
     """The card's metadata, with a ``model-index`` of ``report``'s pooled model scores."""
     results = []
-    protocols = (  # the split keeps huggingface_hub from merging the two into one result
-        (report and report.get("dev"), "negstance external dev set (trained on the seed set)"),
-        (report, "negstance seed set, leave-one-article-out CV"),
-    )
-    for (part, name), split in zip(protocols, ("dev", "seed-cv"), strict=True):
+    # huggingface_hub merges the results of one (task, dataset type, split): one split each.
+    parts = [
+        (dev, f"negstance dev set {dev['data']['path']} (trained on the seed set)", f"dev-{i}")
+        for i, dev in enumerate((report or {}).get("dev", []), 1)
+    ]
+    parts.append((report, "negstance seed set, leave-one-article-out CV", "seed-cv"))
+    for part, name, split in parts:
         if pooled := (part or {}).get("systems", {}).get(MODEL, {}).get("pooled"):
             results += [
                 EvalResult(

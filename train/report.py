@@ -80,7 +80,7 @@ def systems_table(report: dict[str, Any], dev: bool = False) -> str:
 
 
 def render_markdown(report: dict[str, Any], command: str) -> str:
-    """``report.md``: date and command, the dev-set protocol, then cross-validation."""
+    """``report.md``: date and command, each dev set, then cross-validation."""
     return templates().get_template("report.md").render(report=report, command=command)
 
 
@@ -90,8 +90,12 @@ def plot_confusion_matrices(report: dict[str, Any]) -> bytes:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     title = "Leave-one-article-out CV, summed over {folds} folds × {seeds} seed(s)"
-    if MODEL not in report.get("systems", {}):  # a dev-set-only report
-        report, title = report["dev"] | {"seeds": report["seeds"]}, "Dev set, {seeds} seed(s)"
+    if MODEL not in report.get("systems", {}):  # a dev-sets-only report: the first dev set
+        dev = report["dev"][0]
+        report, title = (
+            dev | {"seeds": report["seeds"]},
+            f"{dev['data']['path']}, {{seeds}} seed(s)",
+        )
     systems = [name for name in system_order(report) if name != "majority"]
     figure = Figure(figsize=(4.2 * len(systems), 4.0), layout="constrained")
     axes = figure.subplots(1, len(systems), squeeze=False)[0]
@@ -137,7 +141,7 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise NegstanceError(f"{path}: not a readable evaluation report ({error})") from None
-    parts = (report, report.get("dev", {})) if isinstance(report, dict) else ()
-    if not any(MODEL in part.get("systems", {}) for part in parts):
+    parts = (report, *report.get("dev", [])) if isinstance(report, dict) else ()
+    if not any(isinstance(part, dict) and MODEL in part.get("systems", {}) for part in parts):
         raise NegstanceError(f"{path}: not an evaluation report (no systems.model)")
     return report
