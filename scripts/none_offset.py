@@ -1,9 +1,9 @@
 """Research: would a threshold on `none` help? Rescores an evaluate.py run's saved model
 probabilities (its predictions.jsonl) with log p(none) raised by an offset, per dev set.
 
-The offset picked on one dev set is scored on the other, and on held-out halves of the
-first (its documents split in two, picked on one half, scored on the other, both ways), so
-the gain is not only the dev set fitting itself.
+Each dev set is scored at every offset; the first is also split by documents in halves, an
+offset picked on one half and scored on the other (both ways), so that the gain shown is
+not only the dev set fitting itself.
 
     python scripts/none_offset.py runs/rn-lr5e-5/predictions.jsonl
 """
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         half = np.isin(run["doc"], documents[order[: len(documents) // 2]])
         for pick, score in ((half, ~half), (~half, half)):
             rows_pick, rows_score = np.flatnonzero(pick), np.flatnonzero(score)
-            best = max(OFFSETS, key=lambda o: macro_f1(run, o, rows_pick))
+            best = max(sorted(OFFSETS, key=abs), key=lambda o: macro_f1(run, o, rows_pick))
             held_out.append(
                 (best, macro_f1(run, best, rows_score) - macro_f1(run, 0.0, rows_score))
             )

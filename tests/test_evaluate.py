@@ -151,6 +151,7 @@ def test_quick_run_writes_a_compact_report_and_the_predictions_apart(quick_run):
                 assert set(part["systems"][system][scope]["against_f1"]) == {"mean", "std", "n"}
         assert part["bootstrap"]["baseline"] in part["baselines"]
         assert part["bootstrap"]["resamples"] == 100  # --quick
+        assert part["bootstrap"]["sentences"] == part["data"]["tested_sentences"]
         for metric in ("macro_f1", "f_avg"):
             assert part["bootstrap"][metric]["low"] <= part["bootstrap"][metric]["high"]
         intervals = part["bootstrap"]["systems"]
@@ -271,7 +272,12 @@ def test_model_card_quotes_the_attached_evaluation_and_its_configuration(quick_r
     assert front_matter(other)["base_model"] == report["config"]["model_name_or_path"]
 
 
-@pytest.mark.parametrize("content", [None, '{"systems": {"model": {"pooled": {}}}}', "{oops"])
+OLD_FORMAT = '{"systems": {"model": {"pooled": {}}}, "dev": {"systems": {"model": {}}}}'
+
+
+@pytest.mark.parametrize(
+    "content", [None, '{"systems": {"model": {"pooled": {}}}}', "{oops", OLD_FORMAT]
+)
 def test_a_card_without_a_usable_evaluation_says_so(tmp_path, content):
     # The card is written after training: a missing, incomplete or broken report must not
     # cost the checkpoint; the card names the report and carries no scores.
@@ -287,7 +293,9 @@ def test_model_card_lists_the_other_recipes_evaluated_beside_its_report(quick_ru
     other = json.loads(json.dumps(report))
     other["config"]["model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
     other["dev"][0]["systems"][MODEL]["pooled"]["macro_f1"]["mean"] = 0.6789
-    for name, content in (("evaluation", report), ("evaluation-minilm", other), ("junk", {})):
+    old_format = json.loads(OLD_FORMAT)  # dev as one dict: skipped, not fatal to the card
+    siblings = [("evaluation", report), ("evaluation-minilm", other), ("junk", {})]
+    for name, content in [*siblings, ("evaluation-old", old_format)]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "report.json").write_text(json.dumps(content), encoding="utf-8")
     card = render_card(report["config"], tmp_path / "evaluation" / "report.json")

@@ -254,25 +254,28 @@ def cross_validate(
             part = protocol_report(
                 systems, data, part_folds, predicted, seconds, bootstrap_resamples
             )
-            part["data"] |= {"path": path} | (
-                {"train_path": config.data_path} if protocol == "dev" else {}
-            )
-            part["skipped"] = skipped
-            part["timing"]["total_seconds"] = round(time.perf_counter() - protocol_started, 1)
-            parts.append(part)
+            part["data"] |= {"path": path, "train_path": config.data_path}
+            parts.append(part | {"skipped": skipped})
             rows = prediction_rows(protocol, data, part_folds, predicted, probabilities, seeds)
             report["predictions"] += [{"dataset": path, **row} for row in rows]
+        for part in parts:  # one figure for all the dev sets' trainings
+            part["timing"]["total_seconds"] = round(time.perf_counter() - protocol_started, 1)
         report |= {"dev": parts} if protocol == "dev" else parts[0]
-    report["environment"] = {
+    report["environment"] = environment(config, resolved_device)
+    return report | {"total_seconds": round(time.perf_counter() - started, 1)}
+
+
+def environment(config: TrainConfig, device: Any) -> dict[str, Any]:
+    """What the report's numbers were measured with."""
+    return {
         "train_mixed_precision": training.resolve_mixed_precision(config.mixed_precision),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
-        "device": str(resolved_device),
+        "device": str(device),
         "cpu_count": os.cpu_count(),
     }
-    return report | {"total_seconds": round(time.perf_counter() - started, 1)}
 
 
 def setfit_skipped(include: bool, iterations: int | None, fits: int) -> dict[str, str]:

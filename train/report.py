@@ -141,7 +141,9 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise NegstanceError(f"{path}: not a readable evaluation report ({error})") from None
+    if isinstance(report, dict) and isinstance(report.get("dev"), dict):
+        raise NegstanceError(f"{path}: written before dev sets became a list; re-run evaluate.py")
     parts = (report, *report.get("dev", [])) if isinstance(report, dict) else ()
-    if not any(isinstance(part, dict) and MODEL in part.get("systems", {}) for part in parts):
+    if not any(MODEL in part.get("systems", {}) for part in parts):
         raise NegstanceError(f"{path}: not an evaluation report (no systems.model)")
     return report
