@@ -96,7 +96,7 @@ def agreement(
 ) -> tuple[str, list[dict[str, Any]]]:
     """``label.py agree``'s report (kappa over the sentences nobody skipped) and the
     disagreements (a skip counts), with text and context, every label, who flagged it.
-    Example: for ``data/annotation/pass_a.jsonl`` and ``pass_b``: kappa 0.905, 9 disagreements.
+    Example: for ``data/annotation/v2/pass_a.jsonl`` and ``pass_b``: kappa 0.914, 8 disagreements.
     """
     if len(files) < 2:
         raise NegstanceError("agree needs two or more annotation files")
