@@ -99,7 +99,7 @@ class EvaluateOptions:
         "them out",
     )
     no_cv: bool = option(
-        False, help="skip leave-one-article-out cross-validation: the dev set only"
+        False, help="skip leave-one-article-out cross-validation: the dev sets only"
     )
 
 
@@ -110,7 +110,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args, config = parse_options_and_config(
         EvaluateOptions,
         arguments,
-        description="Score the stance classifier and its baselines on the external dev set "
+        description="Score the stance classifier and its baselines on the external dev sets "
         "(trained on the whole seed set) and in leave-one-article-out cross-validation. The "
         "training keys set the model's config, as in train.py.",
         skip=NOT_FOR_EVALUATION,
