@@ -15,9 +15,10 @@ import json
 from collections import defaultdict
 
 import numpy as np
-from sklearn.metrics import f1_score
 
-LABELS = ("favor", "against", "none")
+from negstance.model.labels import LABELS
+from negstance.train.metrics import classification_metrics
+
 OFFSETS = np.round(np.arange(-1.0, 2.01, 0.25), 2)
 
 
@@ -46,9 +47,7 @@ def load(path: str) -> dict[str, dict[int, dict]]:
 def macro_f1(run: dict, offset: float, rows: np.ndarray | None = None) -> float:
     rows = np.arange(len(run["truth"])) if rows is None else rows
     predicted = (run["log_p"][rows] + np.array([0.0, 0.0, offset])).argmax(1)
-    return float(
-        f1_score(run["truth"][rows], predicted, labels=[0, 1, 2], average="macro", zero_division=0)
-    )
+    return classification_metrics(run["truth"][rows], predicted)["macro_f1"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             rows_pick, rows_score = np.flatnonzero(pick), np.flatnonzero(score)
             best = max(sorted(OFFSETS, key=abs), key=lambda o: macro_f1(run, o, rows_pick))
             held_out.append(
-                (best, macro_f1(run, best, rows_score) - macro_f1(run, 0.0, rows_score))
+                (float(best), macro_f1(run, best, rows_score) - macro_f1(run, 0.0, rows_score))
             )
     offsets, gains = zip(*held_out, strict=True)
     print(

@@ -138,7 +138,9 @@ def paired_differences(runs: list[dict], baseline_runs: list[dict]) -> dict[str,
     return result
 
 
-def bootstrap_intervals(labels: np.ndarray, systems: dict[str, Any], baseline: str, resamples: int):
+def bootstrap_intervals(
+    labels: np.ndarray, systems: dict[str, Any], baseline: str, resamples: int
+) -> dict[str, Any]:
     """95 % intervals over resampled sentences: each system's pooled macro-F1 (``systems``),
     and model − ``baseline`` macro-F1 and F_avg, all on the same resamples. A system's
     predictions are one array or one per seed; its F1 is the mean over its seeds."""
